@@ -1,0 +1,17 @@
+"""vlsearch: multimodal retrieval with Qwen3-VL-Embedding and Qwen3-VL-Reranker."""
+
+from __future__ import annotations
+
+from .errors import FetchError, InputError, MediaError, MissingExtraError, ModelError, StoreError, VlsearchError
+from .items import Item
+from .media.fetch import FetchPolicy
+from .media.images import MediaLimits
+from .models.embedder import Embedder
+from .models.qwen3vl import VisionBudget
+from .models.reranker import Reranker
+
+__all__ = [
+    "Embedder", "Reranker", "Item", "VisionBudget", "MediaLimits", "FetchPolicy",
+    "VlsearchError", "InputError", "MediaError", "FetchError", "ModelError", "StoreError", "MissingExtraError",
+]
+__version__ = "0.1.0"

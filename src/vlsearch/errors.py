@@ -1,0 +1,51 @@
+"""One error hierarchy for vlsearch.
+
+Every error names what went wrong and, where there is one, the input it concerns.
+Only the CLI and the server translate these into exit codes or HTTP statuses.
+"""
+
+from __future__ import annotations
+
+
+class VlsearchError(Exception):
+    """Base class of every error vlsearch raises on purpose."""
+
+
+class InputError(VlsearchError, ValueError):
+    """An input is malformed: empty item, unknown key, wrong type, bad option."""
+
+
+class MediaError(VlsearchError):
+    """A media input (image, video, PDF, URL) cannot be read or breaks a limit."""
+
+
+class FetchError(MediaError):
+    """A URL cannot or must not be fetched (scheme, private address, size, timeout)."""
+
+
+class ModelError(VlsearchError):
+    """A checkpoint cannot be loaded, or the model failed on a batch."""
+
+
+class StoreError(VlsearchError):
+    """The vector store refused an operation or is inconsistent."""
+
+
+class MissingExtraError(VlsearchError, ImportError):
+    """An optional dependency is not installed; the message has the pip line."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(f"{package} is not installed: pip install 'vlsearch[{extra}]'")
+
+
+def in_context(where: str, err: VlsearchError) -> VlsearchError:
+    """A copy of ``err`` (same class) whose message starts with ``where``, e.g. "item 3"."""
+    new = type(err).__new__(type(err))
+    Exception.__init__(new, f"{where}: {err}")
+    new.__cause__ = err.__cause__ or err
+    return new
+
+
+def at_item(index: int, err: VlsearchError) -> VlsearchError:
+    """``err`` prefixed with "item {index}"."""
+    return in_context(f"item {index}", err)

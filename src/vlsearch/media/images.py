@@ -1,0 +1,145 @@
+"""Images from paths, URLs, data URIs, bytes or PIL objects, validated before use.
+
+Every failure is a ``MediaError`` naming the source and the reason: missing file,
+not an image, truncated data, a decompression bomb (too many pixels, checked from
+the header before decoding).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import MediaError
+from .fetch import FetchPolicy, fetch_url
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """Caps applied to every media input before it is decoded.
+
+    Attributes:
+        max_image_pixels: largest width x height of a source image (decompression bombs).
+        max_file_bytes: largest file, download or inline payload read.
+        max_video_seconds: longest video decoded.
+        max_video_frames: most frames in a video (file or frame list).
+        fetch: URL policy; ``None`` refuses every URL.
+    """
+
+    max_image_pixels: int = 64_000_000
+    max_file_bytes: int = 512 * 1024 * 1024
+    max_video_seconds: float = 4 * 3600.0
+    max_video_frames: int = 1_000_000
+    fetch: FetchPolicy | None = FetchPolicy()
+
+
+def describe(src: Any) -> str:
+    """A short printable name for a media source, for error messages."""
+    if isinstance(src, (str, Path)):
+        text = str(src)
+        if text.startswith("data:"):
+            return text[:30] + "..."
+        return repr(text if len(text) < 200 else text[:200] + "...")
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return f"<{len(src)} bytes>"
+    if isinstance(src, Image.Image):
+        return f"<PIL image {src.width}x{src.height}>"
+    return f"<{type(src).__name__}>"
+
+
+def is_url(src: Any) -> bool:
+    return isinstance(src, str) and "://" in src[:16] and not src.startswith("file://")
+
+
+def read_source(src: str | Path | bytes | bytearray | memoryview, limits: MediaLimits) -> bytes:
+    """The raw bytes of a path, ``file://`` path, URL, data URI or byte string."""
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src)
+    elif isinstance(src, str) and src.startswith("data:"):
+        header, sep, payload = src.partition(",")
+        if not sep or ";base64" not in header:
+            raise MediaError(f"{describe(src)}: only base64 data URIs are supported")
+        if len(payload) * 3 // 4 > limits.max_file_bytes:
+            raise MediaError(f"{describe(src)}: larger than {limits.max_file_bytes} bytes")
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise MediaError(f"{describe(src)}: invalid base64 payload ({exc})") from None
+    elif is_url(src):
+        if limits.fetch is None:
+            raise MediaError(f"{describe(src)}: URL inputs are disabled")
+        policy = limits.fetch
+        if policy.max_bytes > limits.max_file_bytes:
+            policy = replace(policy, max_bytes=limits.max_file_bytes)
+        data = fetch_url(src, policy)
+    elif isinstance(src, (str, Path)):
+        path = Path(str(src)[7:] if str(src).startswith("file://") else src)
+        try:
+            size = path.stat().st_size
+            if not path.is_file():
+                raise MediaError(f"{describe(src)}: not a regular file")
+            if size > limits.max_file_bytes:
+                raise MediaError(f"{describe(src)}: {size} bytes, larger than {limits.max_file_bytes}")
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise MediaError(f"{describe(src)}: no such file") from None
+        except OSError as exc:
+            raise MediaError(f"{describe(src)}: cannot read ({exc.strerror or exc})") from None
+    else:
+        raise MediaError(f"{describe(src)}: unsupported media type {type(src).__name__}")
+    if not data:
+        raise MediaError(f"{describe(src)}: empty file")
+    return data
+
+
+def load_image(src: Any, limits: MediaLimits | None = None) -> Image.Image:
+    """Decode an image fully and check it against the limits.
+
+    Args:
+        src: path, ``file://`` path, http(s) URL, data URI, bytes or ``PIL.Image``.
+        limits: caps; the defaults of ``MediaLimits`` when omitted.
+
+    Returns:
+        A loaded ``PIL.Image`` (first frame of animations), in its original mode.
+
+    Example:
+        >>> load_image("page.png").size
+        (1240, 1754)
+    """
+    limits = limits or MediaLimits()
+    if isinstance(src, Image.Image):
+        _check_pixels(src, src, limits)
+        return src
+    data = read_source(src, limits)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            _check_pixels(src, image, limits)
+            image.load()
+    except MediaError:
+        raise
+    except UnidentifiedImageError:
+        raise MediaError(f"{describe(src)}: not an image (unrecognised format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise MediaError(f"{describe(src)}: too many pixels (decompression bomb)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise MediaError(f"{describe(src)}: corrupt or truncated image ({exc})") from None
+    if image.width < 1 or image.height < 1:
+        raise MediaError(f"{describe(src)}: image has no pixels")
+    return image
+
+
+def _check_pixels(src: Any, image: Image.Image, limits: MediaLimits) -> None:
+    pixels = image.width * image.height
+    if pixels > limits.max_image_pixels:
+        raise MediaError(
+            f"{describe(src)}: {image.width}x{image.height} = {pixels} pixels, over the limit of "
+            f"{limits.max_image_pixels} (decompression bomb guard)")

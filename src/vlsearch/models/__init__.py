@@ -1,0 +1,1 @@
+"""Model wrappers: checkpoint loading, preprocessing, batching, embedder and reranker."""

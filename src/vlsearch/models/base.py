@@ -1,0 +1,107 @@
+"""The machinery the embedder and the reranker share: load once, encode ahead, batch, pool."""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
+
+from ..media.images import MediaLimits
+from .batching import ROW_LENGTHS, collate, last_token, plan_batches, register_rowwise_attention, run_with_backoff
+from .qwen3vl import Encoded, VisionBudget, encode_each, load_backbone, pick_device, pick_dtype, resolve_checkpoint
+
+
+class Qwen3VLBase:
+    """Loads a Qwen3-VL checkpoint and turns encoded inputs into last-token hidden states.
+
+    Args:
+        model: hub id (downloaded once into the Hugging Face cache) or local directory.
+        device: "cuda", "cuda:1", "cpu" ...; the first GPU when there is one.
+        dtype: "auto" (bfloat16 on GPU, float32 on CPU), "float32", "bfloat16", "float16".
+        budget: pixel, frame and token budgets.
+        limits: caps on media inputs (pixels, bytes, video length, URL policy).
+        batch_tokens: padded tokens per forward pass (length-sorted batches).
+        max_batch_size: inputs per forward pass.
+        attn_implementation: None (default: SDPA run row by row, which makes results independent
+            of the batch), or any transformers implementation ("sdpa", "flash_attention_2" ...).
+        revision: hub revision.
+        workers: threads that decode and preprocess media ahead of the model.
+    """
+
+    default_budget = VisionBudget()
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        *,
+        device: str | None = None,
+        dtype: Any = "auto",
+        budget: VisionBudget | None = None,
+        limits: MediaLimits | None = None,
+        batch_tokens: int = 16384,
+        max_batch_size: int = 64,
+        attn_implementation: str | None = None,
+        revision: str | None = None,
+        workers: int | None = None,
+    ) -> None:
+        self.model_id = str(model)
+        self.path = resolve_checkpoint(model, revision)
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        self.budget = budget or self.default_budget
+        self.limits = limits or MediaLimits()
+        self.batch_tokens = batch_tokens
+        self.max_batch_size = max_batch_size
+        attn = attn_implementation or register_rowwise_attention()
+        self.model, self.processor = load_backbone(self.path, self.device, self.dtype, attn)
+        self.pad_token_id = self.processor.tokenizer.pad_token_id or 0
+        self._pool = ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2)),
+                                        thread_name_prefix="vlsearch-encode")
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.text_config.hidden_size)
+
+    def _hidden(self, encoded: Sequence[Encoded]) -> Any:
+        """Last-token hidden states of one batch: (B, D), float32, on the CPU."""
+        import torch
+
+        batch = collate(encoded, self.pad_token_id, self.device)
+        token = ROW_LENGTHS.set([len(e) for e in encoded])
+        try:
+            with torch.inference_mode():
+                out = self.model(**batch, use_cache=False)
+        finally:
+            ROW_LENGTHS.reset(token)
+        return last_token(out.last_hidden_state, batch["attention_mask"]).float()
+
+    def _run(self, count: int, encode: Callable[[int], Encoded], head: Callable[[Any], Any],
+             progress: bool | None, unit: str) -> list[Any]:
+        """Encode ``count`` inputs ahead on the pool, run them in token-budget batches, return
+        ``head(hidden)`` rows in input order."""
+        from tqdm.auto import tqdm
+
+        results: list[Any] = [None] * count
+        show = progress if progress is not None else (sys.stderr.isatty() and count > self.max_batch_size)
+        window = max(4 * self.max_batch_size, 64)
+        with tqdm(total=count, unit=unit, disable=not show, dynamic_ncols=True) as bar:
+            for chunk in encode_each(range(count), encode, self._pool, window):
+                encoded = [e for _, e in chunk]
+                positions = [i for i, _ in chunk]
+
+                def forward(rows: list[int]) -> Any:
+                    return head(self._hidden([encoded[r] for r in rows]))
+
+                def done(rows: list[int], values: Any) -> None:
+                    for r, value in zip(rows, values):
+                        results[positions[r]] = value
+                    bar.update(len(rows))
+
+                for rows in plan_batches([len(e) for e in encoded], self.batch_tokens, self.max_batch_size):
+                    run_with_backoff(rows, forward, done)
+        return results
+
+    def close(self) -> None:
+        """Stop the preprocessing threads (the model stays usable until garbage-collected)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

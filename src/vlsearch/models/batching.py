@@ -1,0 +1,120 @@
+"""Length-sorted batches under a token budget, padded collation, and OOM back-off."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any, Callable, Sequence
+
+from ..errors import ModelError
+from .qwen3vl import Encoded
+
+
+def plan_batches(lengths: Sequence[int], max_tokens: int, max_items: int) -> list[list[int]]:
+    """Group indices, longest first, so that padded size (items x longest) stays within ``max_tokens``.
+
+    An input longer than ``max_tokens`` gets a batch of its own.
+
+    Example:
+        >>> plan_batches([5, 100, 7, 90], max_tokens=200, max_items=8)
+        [[1, 3], [2, 0]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for index in order:
+        batch = batches[-1] if batches else None
+        if batch is None or len(batch) >= max_items or (len(batch) + 1) * lengths[batch[0]] > max_tokens:
+            batches.append([index])
+        else:
+            batch.append(index)
+    return batches
+
+
+ROWWISE_ATTENTION = "vlsearch_rowwise_sdpa"
+ROW_LENGTHS: ContextVar[list[int] | None] = ContextVar("vlsearch_row_lengths", default=None)
+
+
+def rowwise_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any):
+    """Causal attention run separately on each row's real tokens (lengths in ``ROW_LENGTHS``).
+
+    Each row then goes through exactly the computation of an unpadded batch of one, so a
+    result never depends on what else is in the batch (plain masked SDPA rounds differently
+    depending on how much padding a row has). It also spends no attention on padding.
+    Anything else (the vision tower, calls outside vlsearch) falls through to plain SDPA.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    lengths = ROW_LENGTHS.get()
+    if lengths is None or not getattr(module, "is_causal", False) or query.shape[0] != len(lengths):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    out = query.new_zeros(query.shape[0], query.shape[2], query.shape[1], value.shape[-1])  # (B, L, H, D)
+    for row, n in enumerate(lengths):
+        rows, _ = sdpa_attention_forward(module, query[row:row + 1, :, :n], key[row:row + 1, :, :n],
+                                         value[row:row + 1, :, :n], None, **kwargs)
+        out[row, :n] = rows[0]
+    return out, None
+
+
+def register_rowwise_attention() -> str:
+    """Make ``rowwise_sdpa`` available to ``from_pretrained(attn_implementation=...)``."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ROWWISE_ATTENTION, rowwise_sdpa)
+    return ROWWISE_ATTENTION
+
+
+def collate(encoded: Sequence[Encoded], pad_token_id: int, device: str) -> dict[str, Any]:
+    """Right-pad token rows and concatenate pixels in row order; returns model kwargs."""
+    import torch
+
+    width = max(len(e) for e in encoded)
+    input_ids = torch.full((len(encoded), width), pad_token_id, dtype=torch.long)
+    types = torch.zeros((len(encoded), width), dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for row, e in enumerate(encoded):
+        input_ids[row, : len(e)] = e.input_ids
+        types[row, : len(e)] = e.mm_token_type_ids
+        mask[row, : len(e)] = 1
+    batch = {"input_ids": input_ids, "attention_mask": mask, "mm_token_type_ids": types}
+    for key in ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw"):
+        parts = [getattr(e, key) for e in encoded if getattr(e, key) is not None]
+        if parts:
+            batch[key] = torch.cat(parts)
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def last_token(hidden: Any, attention_mask: Any) -> Any:
+    """The hidden state of each row's last real token: (B, L, D) -> (B, D)."""
+    import torch
+
+    last = attention_mask.sum(dim=1) - 1
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+def is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def run_with_backoff(indices: list[int], forward: Callable[[list[int]], Any], on_done: Callable[[list[int], Any], None]) -> None:
+    """Run ``forward`` on a batch; on out-of-memory, split it in halves and retry each.
+
+    Raises ``ModelError`` when a single input does not fit.
+    """
+    import torch
+
+    try:
+        result = forward(indices)
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if len(indices) == 1:
+            raise ModelError(f"item {indices[0]}: out of memory even in a batch of one") from None
+        half = len(indices) // 2
+        run_with_backoff(indices[:half], forward, on_done)
+        run_with_backoff(indices[half:], forward, on_done)
+        return
+    on_done(indices, result)

@@ -1,0 +1,316 @@
+"""What the embedder and the reranker share: checkpoints, budgets and item encoding.
+
+An item is encoded on its own (``encode_conversation``), exactly as the official
+wrappers encode one input: the checkpoint's chat template, qwen-vl-utils image and
+frame resizing, the checkpoint's processor for pixel values and grids. Batching only
+concatenates these per-item encodings, so a result never depends on its batch.
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from PIL import Image
+
+from ..errors import InputError, MediaError, ModelError, VlsearchError
+from ..items import Item
+from ..media.images import MediaLimits, describe, load_image
+from ..media.video import resize_frames, sample_video
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tiff", ".tif", ".svg")
+TEMPLATE_TAIL = 5  # "<|im_end|>", "\n", "<|im_start|>", "assistant", "\n": never truncated
+
+
+@dataclass(frozen=True)
+class VisionBudget:
+    """Pixel, frame and token budgets (the official wrappers' defaults).
+
+    Attributes:
+        min_pixels, max_pixels: bounds on one image after resizing (multiples of 32 x 32).
+        total_pixels: pixel budget of one video, shared by its frames.
+        fps: frames sampled per second of a video file.
+        max_frames: the most frames kept from one video.
+        max_length: the most tokens of one input; text beyond it is cut, special tokens kept.
+    """
+
+    min_pixels: int = 4 * 32 * 32
+    max_pixels: int = 1800 * 32 * 32
+    total_pixels: int = 10 * 768 * 32 * 32
+    fps: float = 1.0
+    max_frames: int = 64
+    max_length: int = 8192
+
+
+@dataclass
+class Encoded:
+    """One input, tokenised and with its pixels: the unit that batches are made of."""
+
+    input_ids: Any  # (L,) int64
+    mm_token_type_ids: Any  # (L,) 0 text, 1 image, 2 video
+    pixel_values: Any = None  # (patches, C*T*P*P)
+    image_grid_thw: Any = None  # (images, 3)
+    pixel_values_videos: Any = None
+    video_grid_thw: Any = None
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def resolve_checkpoint(model: str | os.PathLike, revision: str | None = None) -> Path:
+    """A local directory for ``model``: the directory itself, or the hub snapshot in the HF cache.
+
+    Hub ids download once (config, tokenizer, processor and safetensors files only);
+    with ``HF_HUB_OFFLINE=1`` only the cache is used.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    name = str(model)
+    if path.is_absolute() or name.startswith((".", "~")) or name.count("/") != 1:
+        raise ModelError(f"{name}: no such model directory (and not a hub id of the form org/name)")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(
+            repo_id=name, revision=revision,
+            allow_patterns=["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "*.tiktoken"]))
+    except LocalEntryNotFoundError:
+        raise ModelError(f"{name}: not in the Hugging Face cache and the hub cannot be reached "
+                         "(download it once online, or pass a local directory)") from None
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise ModelError(f"{name}: cannot download from the hub ({exc})") from None
+
+
+def pick_device(device: str | None) -> str:
+    import torch
+
+    if device:
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def pick_dtype(dtype: Any, device: str) -> Any:
+    import torch
+
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if isinstance(dtype, str):
+        try:
+            return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+        except KeyError:
+            raise InputError(f"dtype must be float32, bfloat16 or float16, not {dtype!r}") from None
+    return dtype
+
+
+def load_backbone(path: Path, device: str, dtype: Any, attn_implementation: str | None):
+    """``Qwen3VLModel`` (vision tower + language model, no LM head) and its processor."""
+    from transformers import AutoProcessor, Qwen3VLModel
+    from transformers.utils import logging as hf_logging
+
+    if not any(path.glob("*.safetensors")):
+        raise ModelError(f"{path}: no .safetensors weights (other weight formats are not loaded)")
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the LM head of a full checkpoint is expected to be unused
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+        model = Qwen3VLModel.from_pretrained(path, dtype=dtype, use_safetensors=True,
+                                             attn_implementation=attn_implementation)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path}: cannot load a Qwen3-VL checkpoint ({exc})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return model.to(device).eval(), processor
+
+
+# ---------------------------------------------------------------- item encoding
+
+def normalise_instruction(instruction: str | None) -> str | None:
+    """Strip, and end with punctuation (a period is added otherwise), as the embedder expects."""
+    if not instruction or not instruction.strip():
+        return None
+    instruction = instruction.strip()
+    if not unicodedata.category(instruction[-1]).startswith("P"):
+        instruction += "."
+    return instruction
+
+
+def _is_frame(value: Any) -> bool:
+    if isinstance(value, Image.Image):
+        return True
+    if isinstance(value, (str, Path)):
+        text = str(value).split("?", 1)[0].lower()
+        return text.endswith(IMAGE_EXTENSIONS) or text.startswith("data:image")
+    return False
+
+
+def split_videos(video: Any) -> list[Any]:
+    """The official rule: a path/URL or a list of frames is one video; any other list is many."""
+    if video is None:
+        return []
+    if isinstance(video, (str, Path, bytes, bytearray)):
+        return [video]
+    if isinstance(video, (list, tuple)):
+        if not video:
+            return []
+        if _is_frame(video[0]) or (isinstance(video[0], bytes) and _sniff_image(video[0])):
+            return [list(video)]
+        return list(video)
+    raise InputError(f"video must be a path, URL, bytes or a list, not {type(video).__name__}")
+
+
+def _sniff_image(data: bytes) -> bool:
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)):
+            return True
+    except Exception:
+        return False
+
+
+def _listify(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+class VisionParts:
+    """Loaded and resized media of one item, with the message parts that reference them."""
+
+    def __init__(self) -> None:
+        self.parts: list[dict[str, Any]] = []
+        self.images: list[Image.Image] = []
+        self.videos: list[Any] = []
+        self.metadata: list[dict[str, Any]] = []
+
+    def extend(self, other: VisionParts) -> None:
+        self.parts += other.parts
+        self.images += other.images
+        self.videos += other.videos
+        self.metadata += other.metadata
+
+
+def load_item(item: Item, budget: VisionBudget, limits: MediaLimits,
+              fps: float | None = None, max_frames: int | None = None) -> VisionParts:
+    """Load an item's media and lay out its parts: videos, then images, then texts."""
+    from qwen_vl_utils.vision_process import fetch_image, fetch_video
+
+    texts = _listify(item.text)
+    if any(not isinstance(t, str) for t in texts):
+        raise InputError("text must be a string or a list of strings")
+    if not any(t.strip() for t in texts):
+        texts = []
+    images = _listify(item.image)
+    videos = split_videos(item.video)
+    if not texts and not images and not videos:
+        raise InputError("empty item: no text, image or video")
+    out = VisionParts()
+    fps = item.fps or fps or budget.fps
+    max_frames = item.max_frames or max_frames or budget.max_frames
+    for video in videos:
+        try:
+            if isinstance(video, list):
+                if not video:
+                    raise MediaError("empty frame list")
+                if len(video) > limits.max_video_frames:
+                    raise MediaError(f"{len(video)} frames, over the limit of {limits.max_video_frames}")
+                if len(video) > max_frames:
+                    import numpy as np
+
+                    video = [video[i] for i in np.linspace(0, len(video) - 1, max_frames, dtype=int)]
+                frames = [load_image(f, limits) for f in video]
+                (pixels, meta), _ = fetch_video({"video": frames, "total_pixels": budget.total_pixels},
+                                                image_patch_size=16, return_video_sample_fps=True,
+                                                return_video_metadata=True)
+            else:
+                sampled = sample_video(video, fps, max_frames, limits)
+                pixels = resize_frames(sampled.frames, min_pixels=None, max_pixels=None,
+                                       total_pixels=budget.total_pixels)
+                meta = sampled.metadata
+        except ValueError as exc:  # qwen-vl-utils' aspect-ratio and frame-count checks
+            raise MediaError(f"video {describe(video)}: {exc}") from None
+        out.parts.append({"type": "video"})
+        out.videos.append(pixels)
+        out.metadata.append(meta)
+    for image in images:
+        loaded = load_image(image, limits)
+        try:
+            resized = fetch_image({"image": loaded, "min_pixels": budget.min_pixels,
+                                   "max_pixels": budget.max_pixels}, image_patch_size=16)
+        except ValueError as exc:
+            raise MediaError(f"image {describe(image)}: {exc}") from None
+        out.parts.append({"type": "image"})
+        out.images.append(resized)
+    out.parts += [{"type": "text", "text": t} for t in texts]
+    return out
+
+
+def encode_conversation(processor: Any, system: str, user: VisionParts, max_length: int) -> Encoded:
+    """Chat template + processor for one conversation, then keep-special truncation."""
+    conversation = [{"role": "system", "content": [{"type": "text", "text": system}]},
+                    {"role": "user", "content": user.parts}]
+    text = processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    extra = {}
+    if user.videos and hasattr(processor.video_processor, "cap_pixels_per_frame"):
+        extra["cap_pixels_per_frame"] = True  # frames are resized already (do_resize=False); silences a warning
+    try:
+        batch = processor(text=[text], images=user.images or None, videos=user.videos or None,
+                          video_metadata=user.metadata or None, do_resize=False, do_sample_frames=False,
+                          return_tensors="pt", **extra)
+    except (ValueError, RuntimeError) as exc:
+        raise MediaError(f"the processor rejected the input ({exc})") from None
+    ids, types = batch["input_ids"][0], batch["mm_token_type_ids"][0]
+    if ids.shape[0] > max_length + TEMPLATE_TAIL:
+        ids, types = truncate_keep_special(ids, types, max_length, set(processor.tokenizer.all_special_ids))
+    return Encoded(ids, types, batch.get("pixel_values"), batch.get("image_grid_thw"),
+                   batch.get("pixel_values_videos"), batch.get("video_grid_thw"))
+
+
+def truncate_keep_special(ids: Any, types: Any, max_length: int, special: set[int]) -> tuple[Any, Any]:
+    """Drop the trailing ordinary text tokens so that at most ``max_length`` tokens precede the
+    template tail; special and vision tokens always stay (the official reranker's rule)."""
+    import torch
+
+    head = ids[:-TEMPLATE_TAIL]
+    keep_always = torch.tensor([t in special for t in head.tolist()]) | (types[:-TEMPLATE_TAIL] != 0)
+    budget = max_length - int(keep_always.sum())
+    ordinary_rank = torch.cumsum((~keep_always).long(), 0)
+    keep = keep_always | (ordinary_rank <= budget)
+    keep = torch.cat([keep, torch.ones(TEMPLATE_TAIL, dtype=torch.bool)])
+    return ids[keep], types[keep]
+
+
+def encode_each(items: Sequence[Any], encode: Any, pool: Any, window: int) -> Iterator[list[tuple[int, Encoded]]]:
+    """Encode items on a thread pool, one window ahead of the consumer (decode overlaps compute).
+
+    Errors carry the item's index; the first error stops everything (no partial result).
+    """
+    from ..errors import at_item
+
+    def task(index: int) -> tuple[int, Encoded]:
+        try:
+            return index, encode(items[index])
+        except VlsearchError as exc:
+            raise at_item(index, exc) from exc.__cause__
+
+    starts = range(0, len(items), window)
+    pending = [pool.submit(task, i) for i in range(0, min(window, len(items)))]
+    for start in starts:
+        current = pending
+        nxt = range(start + window, min(start + 2 * window, len(items)))
+        pending = [pool.submit(task, i) for i in nxt]
+        try:
+            yield [f.result() for f in current]
+        except BaseException:
+            for f in pending + current:
+                f.cancel()
+            raise

@@ -1,0 +1,132 @@
+"""Reranker: Qwen3-VL-Reranker relevance scores for (query, document) pairs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import ModelError, VlsearchError, in_context
+from ..items import Item, ItemLike
+from .base import Qwen3VLBase
+from .embedder import as_items
+from .qwen3vl import Encoded, VisionBudget, VisionParts, encode_conversation, load_item
+
+DEFAULT_INSTRUCTION = "Given a search query, retrieve relevant candidates that answer the query."
+SYSTEM_PROMPT = ('Judge whether the Document meets the requirements based on the Query and the Instruct '
+                 'provided. Note that the answer can only be "yes" or "no".')
+
+
+def lm_head_rows(path: Path, model: Any, token_ids: list[int]) -> Any:
+    """Rows of the LM head for ``token_ids`` without loading the whole head.
+
+    Tied checkpoints share the input embedding; otherwise the rows are sliced straight from the
+    safetensors shard that holds ``lm_head.weight``.
+    """
+    import torch
+    from safetensors import safe_open
+
+    config = model.config
+    tied = getattr(config, "tie_word_embeddings", False) or getattr(config.text_config, "tie_word_embeddings", False)
+    if tied:
+        return model.get_input_embeddings().weight[token_ids].detach().float().cpu()
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        names = [json.loads(index.read_text())["weight_map"].get("lm_head.weight")]
+    else:
+        names = sorted(p.name for p in path.glob("*.safetensors"))
+    for name in filter(None, names):
+        with safe_open(path / name, framework="pt") as f:
+            if "lm_head.weight" in f.keys():
+                head = f.get_slice("lm_head.weight")
+                return torch.stack([head[t:t + 1][0] for t in token_ids]).float()
+    raise ModelError(f"{path}: no lm_head.weight in the checkpoint (is this a reranker?)")
+
+
+class Reranker(Qwen3VLBase):
+    """Qwen3-VL-Reranker: sigmoid(logit(yes) - logit(no)) for each (query, document) pair.
+
+    Args:
+        model: hub id such as "Qwen/Qwen3-VL-Reranker-2B", or a local checkpoint directory.
+        instruction: default task instruction.
+        **options: see ``Qwen3VLBase`` (device, dtype, budget, limits, batch_tokens ...).
+
+    Example:
+        >>> rr = Reranker("Qwen/Qwen3-VL-Reranker-2B")
+        >>> rr.score({"text": "capital of France"}, [{"text": "Paris"}, {"text": "Rome"}])
+        [0.97, 0.02]
+    """
+
+    default_budget = VisionBudget(max_length=10240)
+
+    def __init__(self, model: str, *, instruction: str = DEFAULT_INSTRUCTION, **options: Any) -> None:
+        super().__init__(model, **options)
+        self.instruction = instruction
+        vocab = self.processor.tokenizer.get_vocab()
+        missing = [t for t in ("yes", "no") if t not in vocab]
+        if missing:
+            raise ModelError(f"{self.path}: the tokenizer has no {missing} token(s)")
+        yes, no = lm_head_rows(self.path, self.model, [vocab["yes"], vocab["no"]])
+        self.score_weight = (yes - no).to(self.device)  # (D,) float32
+
+    def encode_pair(self, query: VisionParts, document: Item, instruction: str,
+                    fps: float | None, max_frames: int | None) -> Encoded:
+        """Tokenise one (query, document) pair with the reranker's prompt."""
+        user = VisionParts()
+        user.parts.append({"type": "text", "text": "<Instruct>: " + instruction})
+        user.parts.append({"type": "text", "text": "<Query>:"})
+        user.extend(query)
+        user.parts.append({"type": "text", "text": "\n<Document>:"})
+        user.extend(load_item(document, self.budget, self.limits, fps, max_frames))
+        return encode_conversation(self.processor, SYSTEM_PROMPT, user, self.budget.max_length)
+
+    def score(
+        self,
+        query: ItemLike,
+        documents: Iterable[ItemLike],
+        instruction: str | None = None,
+        *,
+        fps: float | None = None,
+        max_frames: int | None = None,
+        progress: bool | None = None,
+    ) -> list[float]:
+        """Relevance of each document to the query, in [0, 1], one score per document.
+
+        Args:
+            query: a dict, ``Item`` or string (text, images, video).
+            documents: dicts, ``Item`` objects or strings.
+            instruction: task instruction; the reranker's default when omitted.
+            fps, max_frames: video sampling for video files in the pairs.
+            progress: progress bar; by default only on a terminal for long calls.
+
+        Raises:
+            InputError, MediaError: "query: ..." or "item i: ..." for document i.
+        """
+        try:
+            query_parts = load_item(Item.of(query), self.budget, self.limits, fps, max_frames)
+        except VlsearchError as exc:
+            raise in_context("query", exc) from None
+        docs = as_items(documents)
+        instruction = instruction or self.instruction
+
+        def head(hidden: Any) -> list[float]:
+            import torch
+
+            return torch.sigmoid((hidden * self.score_weight).sum(dim=-1)).tolist()  # row by row: no GEMV
+
+        def encode(i: int) -> Encoded:
+            return self.encode_pair(query_parts, docs[i], instruction, fps, max_frames)
+
+        return self._run(len(docs), encode, head, progress, "pair")
+
+    def rank(self, query: ItemLike, documents: Iterable[ItemLike], top_k: int | None = None,
+             instruction: str | None = None, **options: Any) -> list[tuple[int, float]]:
+        """(index, score) pairs, best first, at most ``top_k`` of them.
+
+        Example:
+            >>> rr.rank("capital of France", ["Rome", "Paris"], top_k=1)
+            [(1, 0.97)]
+        """
+        scores = self.score(query, documents, instruction, **options)
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        return [(i, scores[i]) for i in order[: top_k if top_k is not None else len(order)]]

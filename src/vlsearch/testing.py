@@ -1,0 +1,144 @@
+"""Random-weight Qwen3-VL checkpoints built offline, for tests and benchmarks.
+
+``build_checkpoint`` writes a directory that loads through the same
+``from_pretrained`` path as a real Qwen3-VL-Embedding / -Reranker checkpoint: a
+byte-level BPE tokenizer with the Qwen special tokens (and "yes"/"no" as plain
+tokens), a Qwen3-VL chat template, image and video processors, and a
+``Qwen3VLForConditionalGeneration`` saved as safetensors.
+
+Example:
+    >>> path = build_checkpoint("/tmp/tiny-embedder", size="tiny", seed=0)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+]
+
+# A Qwen3-VL style template: system / user / assistant turns, images and videos as
+# vision_start + pad + vision_end, plain text otherwise.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'image' or 'image' in part -%}{{- '<|vision_start|><|image_pad|><|vision_end|>' -}}"
+    "{%- elif part['type'] == 'video' or 'video' in part -%}{{- '<|vision_start|><|video_pad|><|vision_end|>' -}}"
+    "{%- elif 'text' in part -%}{{- part['text'] -}}"
+    "{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+# Real Qwen3-VL-2B dimensions, for speed measurements with random weights.
+_SIZES = {
+    "tiny": dict(
+        text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=16, mrope_section=[2, 3, 3]),
+        vision=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, deepstack_visual_indexes=[0, 1],
+                    num_position_embeddings=256),
+    ),
+    "2b": dict(
+        text=dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
+                  num_key_value_heads=8, head_dim=128, mrope_section=[24, 20, 20]),
+        vision=dict(depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16,
+                    deepstack_visual_indexes=[5, 11, 17], num_position_embeddings=2304),
+    ),
+}
+
+
+def build_tokenizer(words: int = 400):
+    """A byte-level BPE tokenizer with Qwen's special tokens, trained on a small corpus."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [
+        "yes no Query Document Instruct Judge whether the meets requirements based on and provided.",
+        "Note that answer can only be Represent user's input. Given a search query, retrieve relevant",
+        "candidates answer seconds system user assistant a dog on beach cat page chart video image text",
+        " ".join(f"w{i}" for i in range(words)),
+    ]
+    trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer)
+    tok.add_tokens(["yes", "no"])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None,
+        additional_special_tokens=SPECIAL_TOKENS[1:],
+    )
+    return fast
+
+
+def build_checkpoint(
+    path: str | Path,
+    *,
+    size: Literal["tiny", "2b"] = "tiny",
+    seed: int = 0,
+    tie_word_embeddings: bool = False,
+    weights: bool = True,
+) -> Path:
+    """Write a random Qwen3-VL checkpoint (config, tokenizer, processor, weights) to ``path``.
+
+    Args:
+        path: target directory (created).
+        size: "tiny" for tests, "2b" for the real Qwen3-VL-2B shapes.
+        seed: torch seed for the random weights.
+        tie_word_embeddings: share the input embedding with the LM head, as the 2B models do.
+        weights: False writes config, tokenizer and processor only.
+
+    Returns:
+        The directory, ready for ``Embedder(path)`` or ``Reranker(path)``.
+    """
+    import torch
+    from transformers import (Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration,
+                              Qwen3VLProcessor, Qwen3VLVideoProcessor)
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
+    tokenizer.chat_template = CHAT_TEMPLATE
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    dims = _SIZES[size]
+    text = dict(dims["text"])
+    mrope = text.pop("mrope_section")
+    config = Qwen3VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer) if size == "tiny" else 151936, max_position_embeddings=32768,
+            rope_parameters={"rope_type": "default", "rope_theta": 5_000_000.0,
+                             "mrope_section": mrope, "mrope_interleaved": True},
+            tie_word_embeddings=tie_word_embeddings, pad_token_id=ids["<|endoftext|>"], **text,
+        ),
+        vision_config=dict(patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
+                           out_hidden_size=text["hidden_size"], **dims["vision"]),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=tie_word_embeddings,
+    )
+    vision = dict(patch_size=16, merge_size=2, temporal_patch_size=2,
+                  image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size={"shortest_edge": 65536, "longest_edge": 16777216}, **vision),
+        video_processor=Qwen3VLVideoProcessor(size={"shortest_edge": 4096, "longest_edge": 25165824}, **vision),
+        tokenizer=tokenizer, chat_template=CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(path)
+    config.save_pretrained(path)
+    if weights:
+        torch.manual_seed(seed)
+        model = Qwen3VLForConditionalGeneration(config)
+        if size == "tiny":  # random init is tiny-valued; widen it so outputs differ visibly
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.normal_(0.0, 0.2) if p.dim() > 1 else None
+        model.save_pretrained(path, safe_serialization=True)
+    return path

@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny random Qwen3-VL checkpoints and real media files, built offline."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+
+from media_files import make_media  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def embedder_path(tmp_path_factory) -> Path:
+    from vlsearch.testing import build_checkpoint
+
+    return build_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-embedder", seed=0, tie_word_embeddings=True)
+
+
+@pytest.fixture(scope="session")
+def reranker_path(tmp_path_factory) -> Path:
+    from vlsearch.testing import build_checkpoint
+
+    return build_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-reranker", seed=1, tie_word_embeddings=False)
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory) -> dict[str, Path]:
+    return make_media(tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture(scope="session")
+def embedder(embedder_path):
+    from vlsearch import Embedder
+
+    return Embedder(embedder_path)
+
+
+@pytest.fixture(scope="session")
+def reranker(reranker_path):
+    from vlsearch import Reranker
+
+    return Reranker(reranker_path)
