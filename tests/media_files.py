@@ -27,12 +27,13 @@ def gradient_image(width: int, height: int, seed: int = 0, mode: str = "RGB") ->
 
 
 def write_video(path: Path, frames: int = 24, fps: int = 8, size: tuple[int, int] = (96, 64),
-                codec: str = "mpeg4") -> Path:
-    """An MP4 with a moving block, written with PyAV."""
+                codec: str = "mpeg4", faststart: bool = False) -> Path:
+    """An MP4 with a moving block, written with PyAV (``faststart``: index before the data)."""
     import av
 
     width, height = size
-    with av.open(str(path), "w") as container:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for i in range(frames):
@@ -100,8 +101,9 @@ def make_media(directory: Path) -> dict[str, Path]:
     files["empty"] = directory / "empty.png"
     files["empty"].write_bytes(b"")
     files["bomb"] = png_bomb(directory / "bomb.png")
-    files["truncated_video"] = directory / "truncated.mp4"
-    files["truncated_video"].write_bytes(files["long_video"].read_bytes()[:1500])
+    whole = write_video(directory / "indexed.mp4", frames=80, fps=4, size=(128, 72), faststart=True).read_bytes()
+    files["truncated_video"] = directory / "truncated.mp4"  # index intact, last 40% of the data gone
+    files["truncated_video"].write_bytes(whole[: len(whole) * 6 // 10])
     files["not_video"] = directory / "fake.mp4"
     files["not_video"].write_bytes(b"\x00\x01garbage" * 100)
     return files

@@ -68,7 +68,7 @@ def build_tokenizer(words: int = 400):
         "candidates answer seconds system user assistant a dog on beach cat page chart video image text",
         " ".join(f"w{i}" for i in range(words)),
     ]
-    trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=SPECIAL_TOKENS,
+    trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=SPECIAL_TOKENS, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(corpus, trainer)
     tok.add_tokens(["yes", "no"])
@@ -140,5 +140,11 @@ def build_checkpoint(
             with torch.no_grad():
                 for p in model.parameters():
                     p.normal_(0.0, 0.2) if p.dim() > 1 else None
-        model.save_pretrained(path, safe_serialization=True)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        try:
+            model.save_pretrained(path)
+        finally:
+            hf_logging.enable_progress_bar()
     return path

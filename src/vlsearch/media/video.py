@@ -92,6 +92,9 @@ def _probe(data: bytes, name: str, limits: MediaLimits) -> VideoInfo:
             raise MediaError(f"{name}: corrupt or truncated video ({exc})") from None
         if frames == 0:
             raise MediaError(f"{name}: video has no frames")
+        if stream.frames and frames < stream.frames:
+            raise MediaError(f"{name}: truncated video (the container lists {stream.frames} frames, "
+                             f"only {frames} are present)")
         return VideoInfo(frames, fps, frames / fps, stream.codec_context.width, stream.codec_context.height)
 
 

@@ -118,8 +118,9 @@ def load_backbone(path: Path, device: str, dtype: Any, attn_implementation: str 
 
     if not any(path.glob("*.safetensors")):
         raise ModelError(f"{path}: no .safetensors weights (other weight formats are not loaded)")
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # the LM head of a full checkpoint is expected to be unused
+    hf_logging.disable_progress_bar()
     try:
         processor = AutoProcessor.from_pretrained(path)
         model = Qwen3VLModel.from_pretrained(path, dtype=dtype, use_safetensors=True,
@@ -128,6 +129,8 @@ def load_backbone(path: Path, device: str, dtype: Any, attn_implementation: str 
         raise ModelError(f"{path}: cannot load a Qwen3-VL checkpoint ({exc})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     return model.to(device).eval(), processor
 
 
@@ -227,9 +230,10 @@ def load_item(item: Item, budget: VisionBudget, limits: MediaLimits,
                     import numpy as np
 
                     video = [video[i] for i in np.linspace(0, len(video) - 1, max_frames, dtype=int)]
-                frames = [load_image(f, limits) for f in video]
-                (pixels, meta), _ = fetch_video({"video": frames, "total_pixels": budget.total_pixels},
-                                                image_patch_size=16, return_video_sample_fps=True,
+                spec = {"video": [load_image(f, limits) for f in video], "total_pixels": budget.total_pixels}
+                if item.fps:  # frames sampled at a known rate: true timestamps (the official assumes 2 fps)
+                    spec["sample_fps"] = item.fps
+                (pixels, meta), _ = fetch_video(spec, image_patch_size=16, return_video_sample_fps=True,
                                                 return_video_metadata=True)
             else:
                 sampled = sample_video(video, fps, max_frames, limits)
