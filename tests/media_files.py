@@ -6,45 +6,7 @@ import struct
 import zlib
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-
-def gradient_image(width: int, height: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
-    """A picture with structure (gradients plus a few blocks), different for each seed."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([(x * 255 // max(width - 1, 1)), (y * 255 // max(height - 1, 1)),
-                     ((x + y) * 127 // max(width + height, 1))], axis=-1).astype(np.uint8)
-    for _ in range(4):
-        x0, y0 = rng.integers(0, width), rng.integers(0, height)
-        base[y0:y0 + height // 4, x0:x0 + width // 4] = rng.integers(0, 255, 3)
-    image = Image.fromarray(base, "RGB")
-    if mode == "RGBA":
-        alpha = Image.fromarray((np.arange(width) * 255 // max(width - 1, 1)).astype(np.uint8)[None].repeat(height, 0))
-        image.putalpha(alpha)
-    return image
-
-
-def write_video(path: Path, frames: int = 24, fps: int = 8, size: tuple[int, int] = (96, 64),
-                codec: str = "mpeg4", faststart: bool = False) -> Path:
-    """An MP4 with a moving block, written with PyAV (``faststart``: index before the data)."""
-    import av
-
-    width, height = size
-    options = {"movflags": "faststart"} if faststart else {}
-    with av.open(str(path), "w", options=options) as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(frames):
-            array = np.zeros((height, width, 3), np.uint8)
-            array[:, :, 0] = (i * 9) % 256
-            array[height // 4: height // 2, (i * 3) % width: (i * 3) % width + width // 4, 1] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+from vlsearch.testing import gradient_image, write_video
 
 
 def write_pdf_page_png(directory: Path) -> Path:

@@ -124,3 +124,11 @@ def test_reranker_loads_head_from_untied_and_tied_checkpoints(reranker_path, emb
     for path in (reranker_path, embedder_path):  # the embedder fixture is tied, the reranker not
         scores = Reranker(path).score("q", ["doc one", "doc two"])
         assert len(scores) == 2 and all(0 < s < 1 for s in scores)
+
+
+def test_rerank_scores_bit_identical_over_many_documents(reranker):
+    """Enough documents that a vectorised sigmoid would round some differently in a batch."""
+    docs = [f"document {i} " + "word " * (i % 7) for i in range(60)]
+    together = reranker.score("query", docs)
+    alone = [reranker.score("query", [d])[0] for d in docs]
+    assert together == alone

@@ -56,7 +56,8 @@ class Qwen3VLBase:
         attn = attn_implementation or register_rowwise_attention()
         self.model, self.processor = load_backbone(self.path, self.device, self.dtype, attn)
         self.pad_token_id = self.processor.tokenizer.pad_token_id or 0
-        self._pool = ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2)),
+        # half the cores: the model's own threads need the rest (more threads slow a 2-core machine)
+        self._pool = ThreadPoolExecutor(max_workers=workers or max(1, min(8, (os.cpu_count() or 2) // 2)),
                                         thread_name_prefix="vlsearch-encode")
 
     @property

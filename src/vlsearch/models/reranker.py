@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -15,6 +16,14 @@ from .qwen3vl import Encoded, VisionBudget, VisionParts, encode_conversation, lo
 DEFAULT_INSTRUCTION = "Given a search query, retrieve relevant candidates that answer the query."
 SYSTEM_PROMPT = ('Judge whether the Document meets the requirements based on the Query and the Instruct '
                  'provided. Note that the answer can only be "yes" or "no".')
+
+
+def sigmoid(x: float) -> float:
+    """The logistic function, computed in double precision without overflow."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
 
 
 def lm_head_rows(path: Path, model: Any, token_ids: list[int]) -> Any:
@@ -110,9 +119,9 @@ class Reranker(Qwen3VLBase):
         instruction = instruction or self.instruction
 
         def head(hidden: Any) -> list[float]:
-            import torch
-
-            return torch.sigmoid((hidden * self.score_weight).sum(dim=-1)).tolist()  # row by row: no GEMV
+            # (h · (w_yes - w_no)) row by row (no GEMV), then a scalar sigmoid: vectorised
+            # kernels round differently for a batch than for one value.
+            return [sigmoid(x) for x in (hidden * self.score_weight).sum(dim=-1).tolist()]
 
         def encode(i: int) -> Encoded:
             return self.encode_pair(query_parts, docs[i], instruction, fps, max_frames)

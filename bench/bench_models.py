@@ -1,0 +1,244 @@
+#!/usr/bin/env python
+"""Throughput of Embedder.embed and Reranker.score: our batching against two baselines.
+
+Variants, all on the same items and the same loaded weights:
+  ours  - the defaults: length-sorted batches under a padded-token budget, row-wise attention
+  a     - one item per forward (max_batch_size=1)
+  b     - one padded batch of everything (max_batch_size=n, batch_tokens=1e9, plain "sdpa")
+
+Example (CPU, tiny random checkpoint, ~2 minutes on 2 cores):
+    python bench/bench_models.py --json /tmp/bench.json
+GPU numbers of the issue (random weights with the real Qwen3-VL-2B shapes, bf16):
+    python bench/bench_models.py --gpu-suite --checkpoint /tmp/vl2b
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from vlsearch.testing import gradient_image, write_video  # noqa: E402
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is built locally
+
+WORDS = ("query document page chart video image text search retrieve relevant candidates answer "
+         "dog beach cat table figure report summary section revenue model").split()
+
+
+# ---------------------------------------------------------------- media and workloads
+
+IMAGE_SIZES = [(64, 48), (160, 120), (320, 240), (300, 120), (640, 480), (900, 700)]
+PAGE_SIZES = [(600, 850), (450, 1300)]  # PDF-page-like: portrait A4, long scroll
+
+
+def text(rng: np.random.Generator) -> str:
+    return " ".join(rng.choice(WORDS, int(rng.integers(3, 80))))
+
+
+def mixed_items(n: int, media: Path, seed: int = 0, video_every: int = 25) -> list[dict[str, Any]]:
+    """Texts, images, tall pages and videos in a fixed interleaved order (at least one video)."""
+    rng = np.random.default_rng(seed)
+    video = write_video(media / "clip.mp4", frames=48, size=(160, 120))
+    items = []
+    for i in range(n):
+        if i % video_every == video_every // 2 or (n < video_every and i == n // 2):
+            items.append({"video": str(video)})
+        elif i % 5 in (0, 2):
+            items.append({"text": text(rng)})
+        elif i % 5 == 4:
+            w, h = PAGE_SIZES[i % len(PAGE_SIZES)]
+            items.append({"image": save(media, w, h, seed + i)})
+        else:
+            w, h = IMAGE_SIZES[i % len(IMAGE_SIZES)]
+            items.append({"image": save(media, w, h, seed + i)})
+    return items
+
+
+def mixed_documents(n: int, media: Path, size: tuple[int, int] | None = None, seed: int = 1000) -> list[dict[str, Any]]:
+    """Half texts, half images (one fixed size, or the mixed sizes and pages)."""
+    rng = np.random.default_rng(seed)
+    sizes = [size] if size else IMAGE_SIZES + PAGE_SIZES
+    return [{"text": text(rng)} if i % 2 == 0 else {"image": save(media, *sizes[i // 2 % len(sizes)], seed + i)}
+            for i in range(n)]
+
+
+def save(media: Path, w: int, h: int, seed: int) -> str:
+    path = media / f"img{seed}_{w}x{h}.png"
+    gradient_image(w, h, seed).save(path)
+    return str(path)
+
+
+# ---------------------------------------------------------------- models and variants
+
+class Models:
+    """One loaded model per (class, attention); variants only change the batch attributes,
+    which ``Qwen3VLBase._run`` reads on every call (so the weights are loaded once)."""
+
+    def __init__(self, path: Path, device: str | None, dtype: str) -> None:
+        self.path, self.device, self.dtype, self.cache = path, device, dtype, {}
+
+    def get(self, cls: type, attn: str | None, batch_tokens: int | None, max_batch_size: int | None):
+        key = (cls.__name__, attn)
+        if key not in self.cache:
+            model = cls(self.path, device=self.device, dtype=self.dtype, attn_implementation=attn)
+            self.cache[key] = (model, model.batch_tokens, model.max_batch_size)
+        model, default_tokens, default_size = self.cache[key]
+        model.batch_tokens = batch_tokens or default_tokens
+        model.max_batch_size = max_batch_size or default_size
+        return model
+
+
+OURS, A, B = "ours", "a: 1/forward", "b: 1 padded batch"
+
+
+def variants(n: int, gpu_suite: bool) -> list[tuple[str, str | None, int | None, int | None]]:
+    """(name, attn_implementation, batch_tokens, max_batch_size); None = the library default."""
+    out = [(OURS, None, None, None), (A, None, None, 1)]
+    if not gpu_suite:  # the issue's GPU numbers compare against one per forward only
+        out.append((B, "sdpa", 10**9, n))
+    return out
+
+
+def sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def measure(run: Callable[[Any], Any], models: Models, cls: type, n: int, gpu_suite: bool,
+            repeats: int) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """One untimed warm-up per variant, then ``repeats`` rounds, variants interleaved in each
+    round so that drift (thermal, caches) hits all of them alike. Returns times and outputs."""
+    specs = variants(n, gpu_suite)
+    outputs, times = {}, {name: [] for name, *_ in specs}
+    for name, *options in specs:
+        outputs[name] = run(models.get(cls, *options))
+    for _ in range(repeats):
+        for name, *options in specs:
+            model = models.get(cls, *options)
+            sync()
+            start = time.perf_counter()
+            run(model)
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return times, outputs
+
+
+def report(title: str, unit: str, n: int, times: dict[str, list[float]], outputs: dict[str, Any],
+           strict: bool) -> dict[str, Any]:
+    """Print the table and the consistency checks; return them for the JSON file."""
+    median = {k: statistics.median(v) for k, v in times.items()}
+    print(f"\n{title}: {n} {unit}, median of {len(next(iter(times.values())))} timed runs")
+    print(f"{'variant':<20}{'seconds':>10}{unit + '/s':>12}{'vs (a)':>9}{'vs (b)':>9}")
+    rows = []
+    for name, seconds in median.items():
+        speedup = {k: median[k] / seconds if k in median else None for k in (A, B)}
+        shown = {k: f"{v:.2f}x" if v else "-" for k, v in speedup.items()}
+        print(f"{name:<20}{seconds:>10.3f}{n / seconds:>12.1f}{shown[A]:>9}{shown[B]:>9}")
+        rows.append({"variant": name, "seconds_median": seconds, "seconds_all": times[name], "per_second": n / seconds,
+                     "speedup_vs_a": speedup[A], "speedup_vs_b": speedup[B]})
+    counts = {k: len(v) for k, v in outputs.items()}
+    ours = np.asarray(outputs[OURS], np.float64)
+    diffs = {k: float(np.abs(ours - np.asarray(v, np.float64)).max()) for k, v in outputs.items() if k != OURS}
+    ok = len(set(counts.values())) == 1 and counts[OURS] == n and (not strict or diffs[A] <= 1e-5)
+    print(f"results per variant: {counts}; max |ours - other|: "
+          + ", ".join(f"{k}: {d:.3g}" for k, d in diffs.items())
+          + (f"  [{'OK' if ok else 'FAIL'}: ours == (a) within 1e-5]" if strict else f"  [{'OK' if ok else 'FAIL'}: counts]"))
+    return {"title": title, "unit": unit, "n": n, "rows": rows, "counts": counts, "max_abs_diff_vs_ours": diffs, "ok": ok}
+
+
+# ---------------------------------------------------------------- machine and main
+
+def machine(args: argparse.Namespace, path: Path, models: Models) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    import vlsearch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    model, *_ = next(iter(models.cache.values()))
+    config = model.model.config.text_config
+    device = model.device
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "python": platform.python_version(),
+        "cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "transformers": transformers.__version__, "vlsearch": vlsearch.__version__,
+        "device": device, "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu,
+        "dtype": str(model.dtype).removeprefix("torch."), "size": args.size,
+        "checkpoint": {"path": str(path), "parameters": model.model.num_parameters(), "hidden_size": config.hidden_size,
+                       "layers": config.num_hidden_layers,
+                       "weights_bytes": sum(p.stat().st_size for p in path.glob("*.safetensors"))},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", choices=["tiny", "2b"], default=None, help="checkpoint shapes (default tiny; 2b with --gpu-suite)")
+    parser.add_argument("--checkpoint", type=Path, help="reuse this checkpoint directory (built there when empty)")
+    parser.add_argument("--device", default=None, help="default: cuda when available (cuda with --gpu-suite), else cpu")
+    parser.add_argument("--dtype", default=None, help="auto, float32, bfloat16 (default auto; bfloat16 with --gpu-suite)")
+    parser.add_argument("--items", type=int, default=None, help="embedder items (default 150; 64 images with --gpu-suite)")
+    parser.add_argument("--documents", type=int, default=None, help="reranker documents (default 60; 100 with --gpu-suite)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant after one warm-up (median reported)")
+    parser.add_argument("--gpu-suite", action="store_true", help="the issue's GPU numbers: ~1,280-token images and top-100 reranking")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args()
+    suite = args.gpu_suite
+    args.size = args.size or ("2b" if suite else "tiny")
+    args.device = args.device or ("cuda" if suite else None)
+    args.dtype = args.dtype or ("bfloat16" if suite else "auto")
+    n_items = args.items or (64 if suite else 150)
+    n_docs = args.documents or (100 if suite else 60)
+
+    from vlsearch import Embedder, Reranker
+    from vlsearch.testing import build_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="vlsearch-bench-") as tmp:
+        tmp = Path(tmp)
+        path = args.checkpoint or tmp / f"ckpt-{args.size}"
+        if not (path / "config.json").exists():
+            print(f"building a random {args.size} checkpoint in {path} ...", flush=True)
+            build_checkpoint(path, size=args.size, seed=0, tie_word_embeddings=True)  # the 2B models tie
+        media = tmp / "media"
+        media.mkdir()
+        if suite:  # 1120 x 1120 -> (1120 / 32)^2 = 1225 vision tokens per image
+            items = [{"image": save(media, 1120, 1120, i)} for i in range(n_items)]
+            docs = mixed_documents(n_docs, media, size=(1120, 1120))
+        else:
+            items, docs = mixed_items(n_items, media), mixed_documents(n_docs, media)
+        query = {"text": "a chart of quarterly revenue in the annual report"}
+        models = Models(path, args.device, args.dtype)
+
+        results = {}
+        times, outs = measure(lambda m: m.embed(items, progress=False), models, Embedder, n_items, suite, args.repeats)
+        info = machine(args, path, models)
+        strict = info["dtype"] == "float32" and args.size == "tiny"
+        print(json.dumps(info, indent=1))
+        results["embed"] = report("Embedder.embed", "items", n_items, times, outs, strict)
+        models.cache.clear()  # free the embedder before loading the reranker
+        times, outs = measure(lambda m: m.score(query, docs, progress=False), models, Reranker, n_docs, suite, args.repeats)
+        results["score"] = report("Reranker.score (1 query vs N documents)", "pairs", n_docs, times, outs, strict)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
+                                         "results": results}, indent=1))
+    return 0 if all(r["ok"] for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
