@@ -1,0 +1,197 @@
+"""The vector store interface: records, hits, per-file ingestion state, and the protocol.
+
+Every backend (LanceDB embedded, Milvus later) implements :class:`VectorStore`; the
+pipeline code in ``collection.py`` only ever talks to this protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+Modality = Literal["text", "image", "pdf_page", "video"]
+MODALITIES: tuple[str, ...] = ("text", "image", "pdf_page", "video")
+FileStatus = Literal["done", "failed"]
+
+
+def make_record_id(
+    source: str,
+    modality: str,
+    page: int | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    chunk: int | None = None,
+) -> str:
+    """A stable id for the item at a locator inside a source (same inputs → same id).
+
+    The content hash is deliberately not part of the id: re-ingesting a changed file
+    replaces its records instead of adding new ones next to the old.
+
+    Example:
+        >>> make_record_id("docs/a.pdf", "pdf_page", page=3) == make_record_id("docs/a.pdf", "pdf_page", page=3)
+        True
+    """
+    parts = [source, modality, _fmt(page), _fmt(start), _fmt(end), _fmt(chunk)]
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return ""
+    return repr(round(float(value), 3)) if isinstance(value, float) else str(int(value))
+
+
+@dataclass
+class Record:
+    """One indexed item: a text chunk, an image, a PDF page or a video span, with its vector.
+
+    Attributes:
+        id: stable, deterministic key (see :func:`make_record_id`); adding it again replaces it.
+        source: the file path or URL the item came from.
+        content_hash: hash of the source's bytes when it was ingested.
+        modality: "text", "image", "pdf_page" or "video".
+        page: 1-based PDF page, else None.
+        start, end: video span in seconds, else None.
+        chunk: index of a text chunk within the source, else None.
+        text: text content or the page's text layer ("" when none).
+        thumbnail: small JPEG bytes for display, or None.
+        metadata: any JSON-serialisable dict.
+        vector: float32 array of shape (dim,); None in search hits.
+
+    Example:
+        >>> r = Record(id="x1", source="a.png", content_hash="ab12", modality="image",
+        ...            vector=np.ones(4, dtype=np.float32))
+        >>> r.page is None
+        True
+    """
+
+    id: str
+    source: str
+    content_hash: str
+    modality: str
+    page: int | None = None
+    start: float | None = None
+    end: float | None = None
+    chunk: int | None = None
+    text: str = ""
+    thumbnail: bytes | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    vector: np.ndarray | None = None  # (dim,) float32
+
+
+@dataclass
+class Hit:
+    """A search result: the record (its vector may be None) and its cosine similarity.
+
+    Example:
+        >>> h = Hit(Record(id="x", source="s", content_hash="h", modality="text"), 0.83)
+        >>> h.score > 0.5
+        True
+    """
+
+    record: Record
+    score: float  # cosine similarity, higher is better
+
+
+@dataclass
+class FileEntry:
+    """Per-source ingestion state: what was indexed from a file, and whether it worked.
+
+    Example:
+        >>> FileEntry(source="a.pdf", content_hash="ab", items=12, status="done").error
+        ''
+    """
+
+    source: str
+    content_hash: str
+    items: int
+    status: FileStatus
+    error: str = ""
+    mtime: float = 0.0
+    size: int = 0
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """What every vector store backend offers.
+
+    Example:
+        >>> store = open_store("/tmp/idx")  # doctest: +SKIP
+        >>> store.add(records)  # doctest: +SKIP
+        >>> hits = store.search(query_vec, k=10, where="modality = 'pdf_page' AND page <= 3")  # doctest: +SKIP
+    """
+
+    dim: int | None  # None until the first vectors arrive
+
+    def add(self, records: Sequence[Record]) -> None:
+        """Upsert by id: a record whose id exists replaces it, never duplicates it."""
+        ...
+
+    def delete(self, ids: Sequence[str] | None = None, sources: Sequence[str] | None = None,
+               *, keep_hash: str | None = None) -> int:
+        """Remove records by id and/or by source (keeping a source's rows whose content_hash
+        is ``keep_hash``); returns how many rows were removed."""
+        ...
+
+    def search(
+        self, vector: np.ndarray, k: int, where: str | None = None, exact: bool | None = None
+    ) -> list[Hit]:
+        """The k records nearest to ``vector`` by cosine, best first, filtered by ``where``."""
+        ...
+
+    def get(self, ids: Sequence[str]) -> list[Record]:
+        """The records with these ids (with vectors), in the order asked; missing ids are skipped."""
+        ...
+
+    def count(self) -> int:
+        """Number of records."""
+        ...
+
+    def files(self) -> dict[str, FileEntry]:
+        """Ingestion state of every source, keyed by source."""
+        ...
+
+    def mark_file(self, entry: FileEntry) -> None:
+        """Record (upsert by source) the ingestion state of one source."""
+        ...
+
+    def forget_files(self, sources: Sequence[str]) -> int:
+        """Drop the ingestion state of these sources; returns how many were removed."""
+        ...
+
+    def read_meta(self) -> dict[str, Any]:
+        """Collection metadata (model id, dim, instruction, ...); {} when none was written."""
+        ...
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        """Replace the collection metadata, durably."""
+        ...
+
+    def optimize(self) -> None:
+        """Build or refresh the ANN index and compact storage when useful."""
+        ...
+
+
+def open_store(uri: str, dim: int | None = None) -> VectorStore:
+    """Open (or create lazily) the store at ``uri``.
+
+    A local path (or ``file://`` URI) opens a LanceDB store; ``milvus://`` is reserved for
+    the Milvus backend, which is not available yet.
+
+    Example:
+        >>> store = open_store("/tmp/vlsearch-index", dim=2048)  # doctest: +SKIP
+    """
+    from vlsearch.errors import StoreError
+
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme in ("milvus", "milvus+http", "milvus+https"):
+        raise StoreError(f"{uri}: the Milvus backend is not available yet; use a local directory path")
+    if scheme not in ("", "file"):
+        raise StoreError(f"{uri}: unsupported store URI scheme {scheme!r}; use a local directory path")
+    from vlsearch.stores.lancedb import LanceStore
+
+    return LanceStore(uri[len("file://"):] if scheme == "file" else uri, dim=dim)
