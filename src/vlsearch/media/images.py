@@ -80,16 +80,9 @@ def read_source(src: str | Path | bytes | bytearray | memoryview, limits: MediaL
             policy = replace(policy, max_bytes=limits.max_file_bytes)
         data = fetch_url(src, policy)
     elif isinstance(src, (str, Path)):
-        path = Path(str(src)[7:] if str(src).startswith("file://") else src)
+        path = _checked_path(src, limits)
         try:
-            size = path.stat().st_size
-            if not path.is_file():
-                raise MediaError(f"{describe(src)}: not a regular file")
-            if size > limits.max_file_bytes:
-                raise MediaError(f"{describe(src)}: {size} bytes, larger than {limits.max_file_bytes}")
             data = path.read_bytes()
-        except FileNotFoundError:
-            raise MediaError(f"{describe(src)}: no such file") from None
         except OSError as exc:
             raise MediaError(f"{describe(src)}: cannot read ({exc.strerror or exc})") from None
     else:
@@ -97,6 +90,43 @@ def read_source(src: str | Path | bytes | bytearray | memoryview, limits: MediaL
     if not data:
         raise MediaError(f"{describe(src)}: empty file")
     return data
+
+
+def local_file(src: Any, limits: MediaLimits) -> Path | None:
+    """The path of a local file source (plain or ``file://``), checked as ``read_source`` would
+    check it (exists, regular, readable, not empty, within ``max_file_bytes``) but not read, so
+    a decoder can stream it; ``None`` for URLs, data URIs, bytes and other sources.
+
+    Example:
+        >>> local_file("clip.mp4", MediaLimits())
+        PosixPath('clip.mp4')
+    """
+    if not isinstance(src, (str, Path)) or is_url(src) or str(src).startswith("data:"):
+        return None
+    path = _checked_path(src, limits)
+    try:
+        with open(path, "rb") as handle:
+            empty = not handle.read(1)
+    except OSError as exc:
+        raise MediaError(f"{describe(src)}: cannot read ({exc.strerror or exc})") from None
+    if empty:
+        raise MediaError(f"{describe(src)}: empty file")
+    return path
+
+
+def _checked_path(src: str | Path, limits: MediaLimits) -> Path:
+    path = Path(str(src)[7:] if str(src).startswith("file://") else src)
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise MediaError(f"{describe(src)}: not a regular file")
+    except FileNotFoundError:
+        raise MediaError(f"{describe(src)}: no such file") from None
+    except OSError as exc:
+        raise MediaError(f"{describe(src)}: cannot read ({exc.strerror or exc})") from None
+    if size > limits.max_file_bytes:
+        raise MediaError(f"{describe(src)}: {size} bytes, larger than {limits.max_file_bytes}")
+    return path
 
 
 def load_image(src: Any, limits: MediaLimits | None = None) -> Image.Image:

@@ -10,23 +10,29 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import MediaError
-from .images import MediaLimits, describe, read_source
+from .images import MediaLimits, describe, local_file, read_source
 
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What the container says about its first video stream."""
+    """What the container says about its first video stream.
+
+    ``first_pts`` is the earliest presentation timestamp of its packets, in the stream's
+    time base (``None`` when they carry none): the time of the first frame.
+    """
 
     frames: int
     fps: float
     seconds: float
     width: int
     height: int
+    first_pts: int | None = None
 
 
 @dataclass
@@ -45,11 +51,12 @@ class SampledVideo:
                 "video_backend": "pyav"}
 
 
-def _open(data: bytes, name: str):
+def _open(data: bytes | Path, name: str):
+    """A PyAV input container on bytes or a local file (streamed, not read whole)."""
     import av
 
     try:
-        container = av.open(io.BytesIO(data), mode="r")
+        container = av.open(io.BytesIO(data) if isinstance(data, bytes) else str(data), mode="r")
     except (av.error.FFmpegError, ValueError, OSError) as exc:
         raise MediaError(f"{name}: not a readable video ({exc})") from None
     if not container.streams.video:
@@ -61,17 +68,29 @@ def _open(data: bytes, name: str):
 def probe(src: Any, limits: MediaLimits | None = None) -> VideoInfo:
     """Count the frames of the first video stream (demuxing only, no decoding).
 
+    A local file is streamed from disk; other sources are read into memory first.
+
     Example:
         >>> probe("clip.mp4").seconds
         12.0
     """
     limits = limits or MediaLimits()
     name = describe(src)
-    data = read_source(src, limits)
-    return _probe(data, name, limits)
+    local = local_file(src, limits)
+    return _probe(local if local is not None else read_source(src, limits), name, limits)
 
 
-def _probe(data: bytes, name: str, limits: MediaLimits) -> VideoInfo:
+def open_video(src: Any, limits: MediaLimits | None = None) -> Any:
+    """A PyAV input container on a video, with at least one video stream (the caller closes it).
+
+    A local file is streamed from disk; other sources are read into memory first.
+    """
+    limits = limits or MediaLimits()
+    local = local_file(src, limits)
+    return _open(local if local is not None else read_source(src, limits), describe(src))
+
+
+def _probe(data: bytes | Path, name: str, limits: MediaLimits) -> VideoInfo:
     import av
 
     with _open(data, name) as container:
@@ -80,11 +99,13 @@ def _probe(data: bytes, name: str, limits: MediaLimits) -> VideoInfo:
         if not rate or rate <= 0:
             raise MediaError(f"{name}: unknown frame rate")
         fps = float(rate)
-        frames = 0
+        frames, first_pts = 0, None
         try:
             for packet in container.demux(stream):
                 if packet.size:
                     frames += 1
+                    if packet.pts is not None and (first_pts is None or packet.pts < first_pts):
+                        first_pts = packet.pts
                     if frames > limits.max_video_frames or frames / fps > limits.max_video_seconds:
                         raise MediaError(f"{name}: longer than the limit of {limits.max_video_frames} frames "
                                          f"or {limits.max_video_seconds:.0f} s")
@@ -95,7 +116,8 @@ def _probe(data: bytes, name: str, limits: MediaLimits) -> VideoInfo:
         if stream.frames and frames < stream.frames:
             raise MediaError(f"{name}: truncated video (the container lists {stream.frames} frames, "
                              f"only {frames} are present)")
-        return VideoInfo(frames, fps, frames / fps, stream.codec_context.width, stream.codec_context.height)
+        return VideoInfo(frames, fps, frames / fps, stream.codec_context.width, stream.codec_context.height,
+                         first_pts)
 
 
 def sample_video(src: Any, fps: float, max_frames: int, limits: MediaLimits | None = None) -> SampledVideo:

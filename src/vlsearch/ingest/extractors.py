@@ -1,0 +1,443 @@
+"""Turn one file into pieces ready to embed: PDF pages, an image, video segments, text chunks.
+
+Each ``Piece`` carries the ``Item`` the embedder receives, plus what a search result
+shows: source, page or time span, text, a small JPEG thumbnail. Piece ids derive from
+the file's content hash, so re-ingesting the same bytes gives the same ids. Every
+failure is a ``MediaError`` (or ``InputError`` for bad options) naming the file and why.
+
+Work on a file is cut into parts so that memory stays bounded whatever its size:
+``plan_parts`` opens the file cheaply (a PDF's page count, a video's probe) and returns
+``Part`` descriptors; ``extract_part`` makes the pieces of one part (a run of pages, a run
+of video segments, a whole image or text file). ``extract`` does both, for small files
+and tests; ``piece_item`` rebuilds the model input of one piece at search time.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal
+
+from PIL import Image
+
+from ..errors import InputError, MediaError, VlsearchError
+from ..items import Item
+from ..media.images import MediaLimits, describe, load_image, read_source
+from ..media.pdf import PdfPage, page_count, render_pages
+from ..media.video import VideoInfo, probe
+from .discover import Kind
+from .text import chunk_text, html_to_text
+from .video_frames import Segment, decode_segments
+
+__all__ = ["Piece", "Part", "ExtractOptions", "plan_parts", "extract_part", "extract", "iter_extract",
+           "piece_item", "plan_segments", "chunk_text", "html_to_text", "thumbnail_jpeg", "to_rgb"]
+
+Modality = Literal["text", "image", "pdf_page", "video"]
+THUMBNAIL_SIDE = 256
+_ID_TOLERANCE = 5e-4  # piece ids give segment times to the millisecond
+
+
+@dataclass
+class Piece:
+    """One unit to embed and to show in results.
+
+    Attributes:
+        id: deterministic: ``{hash[:16]}:p{page}``, ``:t{start:.3f}-{end:.3f}``, ``:c{chunk}`` or ``:img``.
+        source: the file's path.
+        content_hash: SHA-256 of the file's bytes.
+        modality: "text", "image", "pdf_page" or "video".
+        page: 1-based PDF page.
+        start, end: seconds of a video segment.
+        chunk: 0-based index of a text chunk.
+        text: what is shown and keyword-searched (text chunk, PDF text layer, "" otherwise).
+        thumbnail: JPEG bytes, longest side <= 256 px (``None`` for text).
+        metadata: per-modality details (sizes, page count, frame times, character offsets).
+        item: what the embedder receives.
+
+    Example:
+        >>> piece = extract("report.pdf", "pdf", content_hash("report.pdf"), ExtractOptions())[0]
+        >>> piece.id, piece.page
+        ('9f86d081884c7d65:p1', 1)
+    """
+
+    id: str
+    source: str
+    content_hash: str
+    modality: Modality
+    page: int | None
+    start: float | None
+    end: float | None
+    chunk: int | None
+    text: str
+    thumbnail: bytes | None
+    metadata: dict[str, Any]
+    item: Item
+
+
+@dataclass
+class ExtractOptions:
+    """How files are cut into pieces.
+
+    Attributes:
+        max_pixels, min_pixels: pixel budget of a rendered PDF page.
+        max_pages: PDFs with more pages are refused.
+        segment_seconds: length of a video segment (the last one is shorter).
+        video_fps: frames sampled per second of video.
+        video_max_frames: most frames kept per segment (>= 2).
+        video_max_pixels: frames larger than this are scaled down at decode time (memory);
+            the default is Qwen3-VL's per-frame ceiling (768 tokens of 32 x 32), ``None`` keeps them.
+        chunk_chars: target characters per text chunk.
+        chunk_overlap: characters shared by consecutive chunks.
+        pages_per_part: PDF pages extracted by one part (one worker task).
+        segments_per_part: video segments extracted by one part.
+        limits: file-size, image-pixel and video-length caps.
+
+    Example:
+        >>> ExtractOptions(segment_seconds=10.0, chunk_chars=800, chunk_overlap=100)
+    """
+
+    max_pixels: int = 1843200
+    min_pixels: int = 4096
+    max_pages: int = 10000
+    segment_seconds: float = 30.0
+    video_fps: float = 1.0
+    video_max_frames: int = 64
+    video_max_pixels: int | None = 768 * 32 * 32
+    chunk_chars: int = 1500
+    chunk_overlap: int = 200
+    pages_per_part: int = 8
+    segments_per_part: int = 1
+    limits: MediaLimits = field(default_factory=MediaLimits)
+
+    def __post_init__(self) -> None:
+        checks = [(0 < self.min_pixels <= self.max_pixels, "need 0 < min_pixels <= max_pixels"),
+                  (self.max_pages >= 1, "max_pages must be >= 1"),
+                  (self.segment_seconds > 0, "segment_seconds must be > 0"),
+                  (self.video_fps > 0, "video_fps must be > 0"),
+                  (self.video_max_frames >= 2, "video_max_frames must be >= 2"),
+                  (self.video_max_pixels is None or self.video_max_pixels >= 1, "video_max_pixels must be >= 1"),
+                  (self.chunk_chars >= 1, "chunk_chars must be >= 1"),
+                  (0 <= self.chunk_overlap < self.chunk_chars, "need 0 <= chunk_overlap < chunk_chars"),
+                  (self.pages_per_part >= 1, "pages_per_part must be >= 1"),
+                  (self.segments_per_part >= 1, "segments_per_part must be >= 1")]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(f"ExtractOptions: {message}")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One unit of extraction work: some pages of a PDF, some segments of a video, or a whole file.
+
+    Attributes:
+        path, kind, content_hash: the file, as given to ``plan_parts``.
+        index: 0-based number of this part in its file.
+        count: parts of the file.
+        first, stop: PDF: 1-based pages ``[first, stop)``; video: 0-based segment numbers
+            ``[first, stop)``; an image or a text file: 0 and 1.
+        total: pages or segments of the whole file (1 for an image or a text file).
+        video: the probed stream (videos only).
+        segments: the planned segments ``first`` to ``stop - 1`` (videos only).
+
+    Example:
+        >>> [(p.index, p.first, p.stop) for p in plan_parts("report.pdf", "pdf", digest)]
+        [(0, 1, 9), (1, 9, 13)]
+    """
+
+    path: str
+    kind: Kind
+    content_hash: str
+    index: int
+    count: int
+    first: int
+    stop: int
+    total: int
+    video: VideoInfo | None = None
+    segments: tuple[Segment, ...] = ()
+
+
+def plan_parts(path: str | Path, kind: Kind, content_hash: str,
+               options: ExtractOptions | None = None) -> list[Part]:
+    """Open a file cheaply and cut its work into parts (see ``Part``); nothing is rendered or decoded.
+
+    A PDF is checked (readable, not encrypted, has pages, at most ``max_pages``) and cut
+    every ``pages_per_part`` pages; a video is probed (frame count, length limits) and its
+    segments grouped by ``segments_per_part``; an image or a text file is one part.
+
+    Raises:
+        MediaError: the file cannot be read or breaks a limit.
+        InputError: an unknown kind or a malformed hash.
+
+    Example:
+        >>> parts = plan_parts("talk.mp4", "video", digest, ExtractOptions(segments_per_part=2))
+        >>> pieces = [piece for part in parts for piece in extract_part(part)]
+    """
+    options = options or ExtractOptions()
+    if kind not in _PLANNERS:
+        raise InputError(f"{describe(str(path))}: unsupported kind {kind!r}; expected one of {sorted(_PLANNERS)}")
+    if not re.fullmatch(r"[0-9a-f]{16,}", content_hash or ""):
+        raise InputError(f"{describe(str(path))}: content_hash must be a hex digest, not {content_hash!r}")
+    with _Errors(describe(str(path))):
+        return _PLANNERS[kind](str(path), kind, content_hash, options)
+
+
+def extract_part(part: Part, options: ExtractOptions | None = None) -> list[Piece]:
+    """The pieces of one part, in order (``options`` must be those the part was planned with).
+
+    Raises:
+        MediaError: the part cannot be read or decoded.
+    """
+    return list(_iter_part(part, options or ExtractOptions()))
+
+
+def extract(path: str | Path, kind: Kind, content_hash: str, options: ExtractOptions | None = None) -> list[Piece]:
+    """All pieces of one file (see ``iter_extract``).
+
+    Example:
+        >>> [p.id for p in extract("notes.md", "text", content_hash("notes.md"))]
+        ['5891b5b522d5df08:c0']
+    """
+    return list(iter_extract(path, kind, content_hash, options))
+
+
+def iter_extract(path: str | Path, kind: Kind, content_hash: str,
+                 options: ExtractOptions | None = None) -> Iterator[Piece]:
+    """The pieces of one file, produced part by part (``plan_parts`` then ``extract_part``).
+
+    Args:
+        path: the file.
+        kind: "pdf", "image", "video" or "text" (see ``discover.kind_of``).
+        content_hash: the file's SHA-256 hex digest (ids derive from it).
+        options: how to cut; ``ExtractOptions()`` when omitted.
+
+    Raises:
+        MediaError: the file cannot be read or decoded, or breaks a limit.
+        InputError: an unknown kind or a malformed hash.
+
+    Example:
+        >>> for piece in iter_extract("talk.mp4", "video", digest, ExtractOptions(segment_seconds=10)):
+        ...     print(piece.id, piece.start, piece.end, len(piece.item.video))
+    """
+    options = options or ExtractOptions()
+    for part in plan_parts(path, kind, content_hash, options):
+        yield from _iter_part(part, options)
+
+
+def piece_item(source: str, modality: str, page: int | None, start: float | None, end: float | None,
+               options: ExtractOptions | None = None) -> Item:
+    """The model input of one stored piece, rebuilt from its file without extracting the rest.
+
+    A PDF page is rendered alone; a video segment is decoded from the keyframe before it,
+    with the frames extraction picked; an image is loaded. ``options`` must be those used
+    at ingestion (page pixel budget, segment length, frame rate and caps).
+
+    Raises:
+        MediaError: the file cannot be read, or (video) has no segment ``[start, end)``
+            under these options.
+        InputError: a text piece (its text is the input), an unknown modality, a missing page or span.
+
+    Example:
+        >>> item = piece_item(hit.source, hit.modality, hit.page, hit.start, hit.end, options)
+    """
+    o = options or ExtractOptions()
+    name = describe(source)
+    with _Errors(name):
+        if modality == "pdf_page":
+            if page is None:
+                raise InputError(f"{name}: a pdf_page piece needs its page number")
+            pages = render_pages(source, max_pixels=o.max_pixels, min_pixels=o.min_pixels, max_pages=o.max_pages,
+                                 limits=o.limits, first=page, last=page)
+            with closing(pages):
+                return Item(image=next(pages).image)
+        if modality == "image":
+            return Item(image=to_rgb(load_image(source, o.limits)))
+        if modality == "video":
+            if start is None or end is None:
+                raise InputError(f"{name}: a video piece needs its start and end")
+            info = probe(source, o.limits)
+            match = [s for s in plan_segments(info.frames, info.fps, o)
+                     if abs(s.start - start) <= _ID_TOLERANCE and abs(s.end - end) <= _ID_TOLERANCE]
+            if not match:
+                raise MediaError(f"{name}: no video segment {start:.3f}-{end:.3f} s with these options "
+                                 f"(was the file or segment_seconds changed?)")
+            ((segment, frames),) = decode_segments(source, match[:1], info.fps, origin=info.first_pts,
+                                                   max_pixels=o.video_max_pixels, limits=o.limits)
+            return Item(video=frames, fps=segment.fps)
+        if modality == "text":
+            raise InputError(f"{name}: a text piece needs no rebuilding: its text is the model input")
+        raise InputError(f"{name}: unknown modality {modality!r}")
+
+
+class _Errors:
+    """Turns what a decoder raises into a ``MediaError`` naming the file."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, VlsearchError):
+            return False
+        if isinstance(exc, MemoryError):
+            raise MediaError(f"{self.name}: out of memory while extracting") from None
+        if isinstance(exc, (OSError, ValueError, EOFError, SyntaxError, RuntimeError)):
+            raise MediaError(f"{self.name}: cannot extract ({type(exc).__name__}: {exc})") from None
+        return False
+
+
+def _iter_part(part: Part, options: ExtractOptions) -> Iterator[Piece]:
+    with _Errors(describe(part.path)):
+        yield from _PARTS[part.kind](part, options)
+
+
+def _piece(source: str, digest: str, modality: Modality, suffix: str, *, item: Item, text: str = "",
+           page: int | None = None, start: float | None = None, end: float | None = None,
+           chunk: int | None = None, thumbnail: bytes | None = None, **metadata: Any) -> Piece:
+    return Piece(id=f"{digest[:16]}:{suffix}", source=source, content_hash=digest, modality=modality,
+                 page=page, start=start, end=end, chunk=chunk, text=text, thumbnail=thumbnail,
+                 metadata=metadata, item=item)
+
+
+def _whole(path: str, kind: Kind, digest: str, o: ExtractOptions) -> list[Part]:
+    return [Part(path, kind, digest, index=0, count=1, first=0, stop=1, total=1)]
+
+
+# -- images and PDF pages -------------------------------------------------------------------------
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB copy of an image; RGBA is composited on white (the rule qwen-vl-utils applies)."""
+    if image.mode == "RGBA":
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def thumbnail_jpeg(image: Image.Image, side: int = THUMBNAIL_SIDE, quality: int = 80) -> bytes:
+    """A JPEG of the image scaled down (never up) so its longest side is <= ``side``.
+
+    Example:
+        >>> Image.open(io.BytesIO(thumbnail_jpeg(Image.new("RGB", (1000, 500))))).size
+        (256, 128)
+    """
+    thumb = to_rgb(image) if image.mode != "RGB" else image.copy()
+    thumb.thumbnail((side, side), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    thumb.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _plan_pdf(path: str, kind: Kind, digest: str, o: ExtractOptions) -> list[Part]:
+    total = page_count(path, max_pages=o.max_pages, limits=o.limits)
+    firsts = range(1, total + 1, o.pages_per_part)
+    return [Part(path, kind, digest, index=i, count=len(firsts), first=first,
+                 stop=min(first + o.pages_per_part, total + 1), total=total) for i, first in enumerate(firsts)]
+
+
+def _pdf_part(part: Part, o: ExtractOptions) -> Iterator[Piece]:
+    for page in render_pages(part.path, max_pixels=o.max_pixels, min_pixels=o.min_pixels, max_pages=o.max_pages,
+                             limits=o.limits, first=part.first, last=part.stop - 1):
+        yield _pdf_piece(part.path, part.content_hash, page)
+
+
+def _pdf_piece(path: str, digest: str, page: PdfPage) -> Piece:
+    return _piece(path, digest, "pdf_page", f"p{page.number}", item=Item(image=page.image), text=page.text,
+                  page=page.number, thumbnail=thumbnail_jpeg(page.image), page_count=page.count,
+                  width=page.image.width, height=page.image.height, scale=page.scale)
+
+
+def _image_part(part: Part, o: ExtractOptions) -> Iterator[Piece]:
+    loaded = load_image(part.path, o.limits)  # size and decompression-bomb checks, first frame of animations
+    image = to_rgb(loaded)
+    yield _piece(part.path, part.content_hash, "image", "img", item=Item(image=image),
+                 thumbnail=thumbnail_jpeg(image), width=image.width, height=image.height, format=loaded.format,
+                 mode=loaded.mode, frames=getattr(loaded, "n_frames", 1))
+
+
+# -- video ----------------------------------------------------------------------------------------
+
+def plan_segments(frames: int, fps: float, o: ExtractOptions) -> list[Segment]:
+    """Cut ``frames`` source frames at ``fps`` into segments and choose the frames each keeps.
+
+    Segments last ``segment_seconds`` (the last one shorter). Each keeps about
+    ``video_fps`` frames per second, centred in their interval, at most ``video_max_frames``
+    (then spread evenly and ``fps`` says the lower rate), at least 2 (a one-frame
+    segment repeats it).
+
+    Example:
+        >>> [(s.start, s.end, len(s.indices)) for s in plan_segments(96, 8.0, ExtractOptions(segment_seconds=5))]
+        [(0.0, 5.0, 5), (5.0, 10.0, 5), (10.0, 12.0, 2)]
+    """
+    seconds = frames / fps
+    count = max(1, math.ceil(seconds / o.segment_seconds - 1e-9))
+    step = fps / o.video_fps  # source frames per sampled frame
+    out: list[Segment] = []
+    for j in range(count):
+        start, end = j * o.segment_seconds, min((j + 1) * o.segment_seconds, seconds)
+        first = math.ceil(start * fps - 1e-6)
+        stop = frames if j == count - 1 else math.ceil(end * fps - 1e-6)
+        if stop <= first:  # a sliver of a segment with no frame of its own: fold into the previous one
+            if out:
+                out[-1].end = end
+            continue
+        available = stop - first
+        wanted = max(1, round(available / step))
+        keep = min(max(wanted, 2), available, o.video_max_frames)
+        spacing = available / keep
+        indices = [first + min(available - 1, int((i + 0.5) * spacing)) for i in range(keep)]
+        rate = o.video_fps if keep == wanted else keep / (end - start)
+        if keep == 1:
+            indices, rate = indices * 2, o.video_fps
+        out.append(Segment(float(start), float(end), indices, rate))
+    return out
+
+
+def _plan_video(path: str, kind: Kind, digest: str, o: ExtractOptions) -> list[Part]:
+    info = probe(path, o.limits)  # also enforces max_video_seconds and max_video_frames
+    segments = plan_segments(info.frames, info.fps, o)
+    firsts = range(0, len(segments), o.segments_per_part)
+    return [Part(path, kind, digest, index=i, count=len(firsts), first=first,
+                 stop=min(first + o.segments_per_part, len(segments)), total=len(segments), video=info,
+                 segments=tuple(segments[first:first + o.segments_per_part])) for i, first in enumerate(firsts)]
+
+
+def _video_part(part: Part, o: ExtractOptions) -> Iterator[Piece]:
+    info = part.video
+    assert info is not None, "a video part carries its probe"
+    decoded = decode_segments(part.path, list(part.segments), info.fps, origin=info.first_pts,
+                              max_pixels=o.video_max_pixels, limits=o.limits)
+    for number, (segment, frames) in enumerate(decoded, part.first):
+        start, end = segment.start, segment.end
+        yield _piece(part.path, part.content_hash, "video", f"t{start:.3f}-{end:.3f}",
+                     item=Item(video=frames, fps=segment.fps), start=start, end=end,
+                     thumbnail=thumbnail_jpeg(frames[len(frames) // 2]), segment=number, segments=part.total,
+                     sample_fps=segment.fps, source_fps=info.fps, duration=info.seconds, width=info.width,
+                     height=info.height, frame_times=[round(i / info.fps, 3) for i in segment.indices])
+
+
+# -- text -----------------------------------------------------------------------------------------
+
+def _text_part(part: Part, o: ExtractOptions) -> Iterator[Piece]:
+    path, name = part.path, describe(part.path)
+    data = read_source(path, o.limits)  # "empty file" for zero bytes
+    text = data.decode("utf-8-sig", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+    is_html = Path(path).suffix.lower() in (".html", ".htm")
+    if is_html:
+        text = html_to_text(text)
+    if not text.strip():
+        raise MediaError(f"{name}: empty file (no text{' outside markup' if is_html else ''})")
+    for number, (offset, chunk) in enumerate(chunk_text(text, o.chunk_chars, o.chunk_overlap)):
+        yield _piece(path, part.content_hash, "text", f"c{number}", item=Item(text=chunk), text=chunk,
+                     chunk=number, offset=offset, chars=len(chunk))
+
+
+_PLANNERS: dict[str, Callable[[str, Kind, str, ExtractOptions], list[Part]]] = {
+    "pdf": _plan_pdf, "image": _whole, "video": _plan_video, "text": _whole}
+_PARTS: dict[str, Callable[[Part, ExtractOptions], Iterator[Piece]]] = {
+    "pdf": _pdf_part, "image": _image_part, "video": _video_part, "text": _text_part}
