@@ -39,13 +39,19 @@ class MissingExtraError(VlsearchError, ImportError):
 
 
 def in_context(where: str, err: VlsearchError) -> VlsearchError:
-    """A copy of ``err`` (same class) whose message starts with ``where``, e.g. "item 3"."""
+    """A copy of ``err`` (same class) whose message starts with ``where``, e.g. "item 3".
+
+    The copy keeps the bare message in ``reason``.
+    """
     new = type(err).__new__(type(err))
     Exception.__init__(new, f"{where}: {err}")
     new.__cause__ = err.__cause__ or err
+    new.reason = getattr(err, "reason", str(err))
     return new
 
 
 def at_item(index: int, err: VlsearchError) -> VlsearchError:
-    """``err`` prefixed with "item {index}"."""
-    return in_context(f"item {index}", err)
+    """``err`` prefixed with "item {index}"; the index is kept in ``item``."""
+    new = in_context(f"item {index}", err)
+    new.item = index
+    return new

@@ -9,7 +9,8 @@ from typing import Any, Callable, Sequence
 
 from ..media.images import MediaLimits
 from .batching import ROW_LENGTHS, collate, last_token, plan_batches, register_rowwise_attention, run_with_backoff
-from .qwen3vl import Encoded, VisionBudget, encode_each, load_backbone, pick_device, pick_dtype, resolve_checkpoint
+from .qwen3vl import (Encoded, VisionBudget, checkpoint_fingerprint, encode_each, load_backbone, pick_device,
+                      pick_dtype, resolve_checkpoint)
 
 
 class Qwen3VLBase:
@@ -59,6 +60,11 @@ class Qwen3VLBase:
         # half the cores: the model's own threads need the rest (more threads slow a 2-core machine)
         self._pool = ThreadPoolExecutor(max_workers=workers or max(1, min(8, (os.cpu_count() or 2) // 2)),
                                         thread_name_prefix="vlsearch-encode")
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the checkpoint's weights (see ``checkpoint_fingerprint``)."""
+        return checkpoint_fingerprint(self.path)
 
     @property
     def hidden_size(self) -> int:

@@ -226,13 +226,16 @@ def load_item(item: Item, budget: VisionBudget, limits: MediaLimits,
                     raise MediaError("empty frame list")
                 if len(video) > limits.max_video_frames:
                     raise MediaError(f"{len(video)} frames, over the limit of {limits.max_video_frames}")
+                rate = item.fps  # frames taken at a known rate give true timestamps (the official assumes 2 fps)
                 if len(video) > max_frames:
                     import numpy as np
 
+                    if rate:
+                        rate *= max_frames / len(video)
                     video = [video[i] for i in np.linspace(0, len(video) - 1, max_frames, dtype=int)]
                 spec = {"video": [load_image(f, limits) for f in video], "total_pixels": budget.total_pixels}
-                if item.fps:  # frames sampled at a known rate: true timestamps (the official assumes 2 fps)
-                    spec["sample_fps"] = item.fps
+                if rate:
+                    spec["sample_fps"] = rate
                 (pixels, meta), _ = fetch_video(spec, image_patch_size=16, return_video_sample_fps=True,
                                                 return_video_metadata=True)
             else:
@@ -318,3 +321,21 @@ def encode_each(items: Sequence[Any], encode: Any, pool: Any, window: int) -> It
             for f in pending + current:
                 f.cancel()
             raise
+
+
+def checkpoint_fingerprint(path: Path) -> str:
+    """A short hash that tells checkpoints apart: config plus the first MiB of the first weight file.
+
+    Two directories (or a hub id and a copy) of the same checkpoint share it; checkpoints with
+    the same architecture but other weights do not.
+    """
+    import hashlib
+
+    digest = hashlib.sha256((path / "config.json").read_bytes() if (path / "config.json").exists() else b"")
+    shards = sorted(path.glob("*.safetensors"))
+    if shards:
+        with open(shards[0], "rb") as f:
+            header = int.from_bytes(f.read(8), "little")
+            f.seek(8 + header)  # skip the header: it holds names and offsets, not weights
+            digest.update(f.read(1 << 20))
+    return digest.hexdigest()[:16]

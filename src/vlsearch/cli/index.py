@@ -1,0 +1,44 @@
+"""``vlsearch index``: add folders and files to a collection."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import EXIT_OK, EXIT_PARTIAL, model_arguments, model_options
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("index", help="index files and folders (incremental)",
+                            description="Index PDFs (one item per page), images, videos (segments) and text "
+                                        "files (chunks). Only new or changed files are embedded.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched recursively)")
+    p.add_argument("--collection", "-c", default="default", help="collection name or directory (default: default)")
+    p.add_argument("--dim", type=int, help="Matryoshka dimension to store (default: the model's full size)")
+    p.add_argument("--instruction", help="query instruction recorded with the collection")
+    p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only paths matching (repeatable)")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip paths matching (repeatable)")
+    p.add_argument("--prune", action="store_true", help="drop items of files that no longer exist under PATH")
+    p.add_argument("--retry-failed", action="store_true", help="try again files that failed before, unchanged")
+    p.add_argument("--workers", type=int, default=2, help="decoding processes (0: in-process)")
+    p.add_argument("--segment-seconds", type=float, default=30.0, help="video segment length (default 30)")
+    p.add_argument("--chunk-chars", type=int, default=1500, help="text chunk size in characters (default 1500)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+    model_arguments(p, reranker=False)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..collection import Collection
+    from ..ingest import ExtractOptions
+
+    options = ExtractOptions(segment_seconds=args.segment_seconds, chunk_chars=args.chunk_chars,
+                             chunk_overlap=min(200, args.chunk_chars // 5))
+    collection = Collection(args.collection, model=args.model, dim=args.dim, instruction=args.instruction,
+                            model_options=model_options(args))
+    report = collection.add(args.paths, include=args.include, exclude=args.exclude, prune=args.prune,
+                            workers=args.workers, options=options, progress=False if args.quiet else None,
+                            retry_failed=args.retry_failed)
+    if not args.quiet:
+        print(report.summary(), file=sys.stderr)
+    return EXIT_PARTIAL if report.failed else EXIT_OK

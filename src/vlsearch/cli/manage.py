@@ -1,0 +1,49 @@
+"""``vlsearch collections``, ``info`` and ``rm``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("collections", help="list collections")
+    p.set_defaults(run=run_list)
+    p = commands.add_parser("info", help="describe a collection")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run_info)
+    p = commands.add_parser("rm", help="delete a collection")
+    p.add_argument("name")
+    p.set_defaults(run=run_rm)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from ..collection import Collection, list_collections
+
+    for name in list_collections():
+        info = Collection(name, create=False).info()
+        print(f"{name}\t{info['items']} items\t{info['files']} files\t{info.get('model', '-')}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from ..collection import Collection
+
+    info = Collection(args.name, create=False).info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for key in ("name", "path", "model", "fingerprint", "dim", "instruction", "created", "items", "files"):
+        print(f"{key:12} {info.get(key, '-')}")
+    for source, reason in info["failed"].items():
+        print(f"failed       {source}: {reason}")
+    return 0
+
+
+def run_rm(args: argparse.Namespace) -> int:
+    from ..collection import Collection
+
+    Collection.remove(args.name)
+    print(f"removed {args.name}")
+    return 0

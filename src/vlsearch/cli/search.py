@@ -1,0 +1,56 @@
+"""``vlsearch search``: two-stage search of a collection."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import model_arguments, model_options
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("search", help="search a collection",
+                            description="Embed the query, take the nearest items, rerank them.")
+    p.add_argument("query", nargs="?", help="query text")
+    p.add_argument("--image", metavar="FILE", help="query image (alone or with the text)")
+    p.add_argument("--like", metavar="ID", help="find items like this item of the collection")
+    p.add_argument("--collection", "-c", default="default", help="collection name or directory (default: default)")
+    p.add_argument("--instruction", help="query instruction (default: the collection's)")
+    p.add_argument("--top-k", "-k", type=int, default=10, help="results (default 10)")
+    p.add_argument("--candidates", type=int, default=50, help="items reranked (default 50)")
+    p.add_argument("--no-rerank", action="store_true", help="vector similarity only")
+    p.add_argument("--where", metavar="EXPR",
+                   help="filter, e.g. \"modality = 'pdf_page'\" or \"text LIKE '%%invoice%%'\"")
+    p.add_argument("--json", action="store_true", help="JSON output")
+    model_arguments(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..collection import Collection
+
+    collection = Collection(args.collection, model=args.model, reranker=args.reranker, create=False,
+                            model_options=model_options(args))
+    results = collection.search(args.query, image=args.image, top_k=args.top_k, candidates=args.candidates,
+                                rerank=not args.no_rerank, where=args.where, instruction=args.instruction,
+                                like=args.like)
+    if args.json:
+        json.dump([r.to_dict() for r in results], sys.stdout, indent=2)
+        print()
+        return 0
+    if not results:
+        print("no results", file=sys.stderr)
+    for r in results:
+        where = f"p.{r.page}" if r.page is not None else (
+            f"{_clock(r.start)}-{_clock(r.end)}" if r.start is not None else "")
+        snippet = " ".join(r.text.split())[:100]
+        scores = f"{r.score:.3f}" + (f" (vector {r.vector_score:.3f})" if r.rerank_score is not None else "")
+        print(f"{r.rank:>3}  {scores}  {r.source} {where}".rstrip())
+        print(f"     {r.modality} {r.id}" + (f"  {snippet}" if snippet else "") + (f"  [{r.note}]" if r.note else ""))
+    return 0
+
+
+def _clock(seconds: float | None) -> str:
+    seconds = seconds or 0.0
+    return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
