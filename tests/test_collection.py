@@ -171,3 +171,15 @@ def test_vectors_in_the_store_equal_the_embedder(home, corpus, embedder_path, em
 
     expected = embedder.embed([{"image": Image.open(corpus["a.png"]).convert("RGB")}])[0]
     assert np.abs(record.vector - expected).max() < 1e-6
+
+
+def test_layout_is_recorded_and_enforced(home, corpus, embedder_path, reranker_path):
+    c = Collection("layout", model=str(embedder_path))
+    c.add([corpus["video"]], options=OPTIONS)
+    assert c.meta["layout"]["segment_seconds"] == 5.0
+    reopened = Collection("layout", reranker=str(reranker_path))
+    assert reopened.extract_options().segment_seconds == 5.0
+    clips = reopened.search("clip")  # segments rebuilt from the video for reranking, with the recorded layout
+    assert len(clips) == 3 and all(r.rerank_score is not None and not r.note for r in clips)
+    with pytest.raises(InputError, match="segment_seconds"):
+        reopened.add([corpus["video"]], options=ExtractOptions(segment_seconds=7.0))

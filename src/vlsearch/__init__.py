@@ -11,7 +11,16 @@ from .models.qwen3vl import VisionBudget
 from .models.reranker import Reranker
 
 __all__ = [
-    "Embedder", "Reranker", "Item", "VisionBudget", "MediaLimits", "FetchPolicy",
+    "Embedder", "Reranker", "Collection", "Result", "Item", "VisionBudget", "MediaLimits", "FetchPolicy",
     "VlsearchError", "InputError", "MediaError", "FetchError", "ModelError", "StoreError", "MissingExtraError",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``Collection`` and ``Result`` load on first use (they pull in the vector store)."""
+    if name in ("Collection", "Result"):
+        from . import collection
+
+        return getattr(collection, name)
+    raise AttributeError(f"module 'vlsearch' has no attribute {name!r}")

@@ -182,15 +182,27 @@ class Collection:
             self._reranker = Reranker(self.reranker_name, **self.model_options)
         return self._reranker
 
-    def _record_meta(self) -> None:
+    def _record_meta(self, layout: dict[str, Any]) -> None:
         if self.meta.get("fingerprint"):
             return
         embedder = self.embedder
         self.dim = self.dim or embedder.dim
         self.meta = {"model": self.model_name, "fingerprint": embedder.fingerprint, "dim": self.dim,
-                     "instruction": self.instruction, "created": datetime.now(timezone.utc).isoformat(),
-                     "vlsearch": __version__}
+                     "instruction": self.instruction, "layout": layout,
+                     "created": datetime.now(timezone.utc).isoformat(), "vlsearch": __version__}
         self.store.write_meta(self.meta)
+
+    def extract_options(self, options: ExtractOptions | None = None) -> ExtractOptions:
+        """The collection's extraction options: ``options`` if given (checked against the layout the
+        collection was built with), else the recorded layout, else the defaults."""
+        recorded = self.meta.get("layout")
+        if options is None:
+            return ExtractOptions(**recorded) if recorded else ExtractOptions()
+        if recorded and recorded != _layout(options):
+            changed = {k: v for k, v in _layout(options).items() if recorded.get(k) != v}
+            raise InputError(f"collection {self.name!r} was built with {({k: recorded.get(k) for k in changed})}; "
+                             f"it cannot take {changed} (the items would not line up); use a new collection")
+        return options
 
     # ---------------------------------------------------------------- ingestion
 
@@ -211,8 +223,8 @@ class Collection:
         """
         started = time.perf_counter()
         report = IndexReport()
-        self._record_meta()
-        options = options or ExtractOptions()
+        options = self.extract_options(options)
+        self._record_meta(_layout(options))
         known = self.store.files()
         roots = [str(Path(p).expanduser().resolve()) for p in paths]
         todo: list[tuple[Found, str]] = []
@@ -331,7 +343,7 @@ class Collection:
         try:
             if Path(record.source).exists() and content_hash(record.source) == record.content_hash:
                 return piece_item(record.source, record.modality, record.page, record.start, record.end,
-                                  ExtractOptions()), ""
+                                  self.extract_options()), ""
             reason = "source changed or missing since indexing"
         except VlsearchError as exc:
             reason = str(exc)
@@ -364,6 +376,15 @@ class Collection:
         shutil.rmtree(path)
 
 
+LAYOUT_FIELDS = ("max_pixels", "min_pixels", "segment_seconds", "video_fps", "video_max_frames", "video_max_pixels",
+                 "chunk_chars", "chunk_overlap")
+
+
+def _layout(options: ExtractOptions) -> dict[str, Any]:
+    """The extraction options that decide what an item is (pages, segments, chunks)."""
+    return {name: getattr(options, name) for name in LAYOUT_FIELDS}
+
+
 def _under(source: str, root: str) -> bool:
     return source == root or source.startswith(root.rstrip(os.sep) + os.sep)
 
@@ -383,7 +404,7 @@ class _Ingest:
         from tqdm.auto import tqdm
 
         with tqdm(total=files, unit="file", disable=not self.show, dynamic_ncols=True) as bar:
-            self.bar = bar
+            self.bar, self.started = bar, time.perf_counter()
             for result in results:
                 source = str(result.found.path)
                 if result.error:
@@ -424,7 +445,8 @@ class _Ingest:
         stat = os.stat(source)
         store.mark_file(FileEntry(source, digest, len(records), "done", "", stat.st_mtime, stat.st_size))
         self.bar.update(1)
-        self.bar.set_postfix(items=self.report.items, refresh=False)
+        rate = self.report.items / max(time.perf_counter() - self.started, 1e-9)
+        self.bar.set_postfix_str(f"{self.report.items} items, {rate:.1f} items/s", refresh=False)
 
     def _drop(self, source: str, digest: str, reason: str) -> None:
         self.dead.add(source)

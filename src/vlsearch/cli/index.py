@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 from . import EXIT_OK, EXIT_PARTIAL, model_arguments, model_options
 
@@ -21,8 +22,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--prune", action="store_true", help="drop items of files that no longer exist under PATH")
     p.add_argument("--retry-failed", action="store_true", help="try again files that failed before, unchanged")
     p.add_argument("--workers", type=int, default=2, help="decoding processes (0: in-process)")
-    p.add_argument("--segment-seconds", type=float, default=30.0, help="video segment length (default 30)")
-    p.add_argument("--chunk-chars", type=int, default=1500, help="text chunk size in characters (default 1500)")
+    p.add_argument("--segment-seconds", type=float, help="video segment length (default 30)")
+    p.add_argument("--chunk-chars", type=int, help="text chunk size in characters (default 1500)")
+    p.add_argument("--max-pages", type=int, help="refuse PDFs with more pages (default 10000)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
     model_arguments(p, reranker=False)
     p.set_defaults(run=run)
@@ -30,12 +32,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..collection import Collection
-    from ..ingest import ExtractOptions
 
-    options = ExtractOptions(segment_seconds=args.segment_seconds, chunk_chars=args.chunk_chars,
-                             chunk_overlap=min(200, args.chunk_chars // 5))
     collection = Collection(args.collection, model=args.model, dim=args.dim, instruction=args.instruction,
                             model_options=model_options(args))
+    options = collection.extract_options()
+    if args.segment_seconds:
+        options = replace(options, segment_seconds=args.segment_seconds)
+    if args.chunk_chars:
+        options = replace(options, chunk_chars=args.chunk_chars, chunk_overlap=min(200, args.chunk_chars // 5))
+    if args.max_pages:
+        options = replace(options, max_pages=args.max_pages)
     report = collection.add(args.paths, include=args.include, exclude=args.exclude, prune=args.prune,
                             workers=args.workers, options=options, progress=False if args.quiet else None,
                             retry_failed=args.retry_failed)
