@@ -165,9 +165,8 @@ def test_refusals(tmp_path: Path, store: LanceStore) -> None:
 def test_files_round_trip(store: LanceStore) -> None:
     a = FileEntry("docs/a.pdf", "abc", items=12, status="done", mtime=1700000000.5, size=1234)
     b = FileEntry("docs/b.mp4", "def", items=0, status="failed", error="cannot decode: moov atom not found")
-    store.mark_file(a)
-    store.mark_file(b)
-    store.mark_file(FileEntry("docs/a.pdf", "abd", items=13, status="done"))
+    store.mark_files([a, b])
+    store.mark_files([FileEntry("docs/a.pdf", "abd", items=13, status="done")])
     files = LanceStore(store.path).files()
     assert set(files) == {"docs/a.pdf", "docs/b.mp4"}
     assert files["docs/b.mp4"] == b
@@ -175,7 +174,7 @@ def test_files_round_trip(store: LanceStore) -> None:
     assert store.forget_files(["docs/a.pdf", "zzz"]) == 1
     assert set(store.files()) == {"docs/b.mp4"}
     with pytest.raises(InputError, match="status"):
-        store.mark_file(FileEntry("c", "h", 1, "pending"))  # type: ignore[arg-type]
+        store.mark_files([FileEntry("c", "h", 1, "pending")])  # type: ignore[arg-type]
 
 
 def test_meta_persists(tmp_path: Path, store: LanceStore) -> None:
@@ -194,7 +193,7 @@ def test_a_second_handle_sees_new_commits(store: LanceStore) -> None:
     store.add(make_records(3))
     reader = LanceStore(store.path)
     store.add(make_records(8))
-    store.mark_file(FileEntry("x", "h", 8, "done"))
+    store.mark_files([FileEntry("x", "h", 8, "done")])
     assert reader.count() == 8 and set(reader.files()) == {"x"}
 
 

@@ -157,6 +157,7 @@ class Collection:
         self.model_options = model_options or {}
         self._embedder: Embedder | None = None
         self._reranker: Reranker | None = None
+        self._marks: list[FileEntry] = []  # file states waiting for the next commit
 
     # ---------------------------------------------------------------- models
 
@@ -251,8 +252,8 @@ class Collection:
                 except VlsearchError as exc:
                     self._fail(report, source, str(exc))
                     continue
-                if entry and entry.status == "done" and entry.content_hash == digest:
-                    self.store.mark_file(FileEntry(source, digest, entry.items, "done", "", found.mtime, found.size))
+                if entry and entry.status == "done" and entry.content_hash == digest:  # touched, not changed
+                    self._marks.append(FileEntry(source, digest, entry.items, "done", "", found.mtime, found.size))
                     report.unchanged += 1
                     continue
                 if entry is None:
@@ -263,7 +264,10 @@ class Collection:
                     report.retried += 1
                 todo.append((found, digest))
         if todo:
-            _Ingest(self, report, progress, batch_items).run(extract_all(todo, options, workers=workers), len(todo))
+            previous = {str(f.path) for f, _ in todo if str(f.path) in known}
+            ingest = _Ingest(self, report, progress, batch_items, previous)
+            ingest.run(extract_all(todo, options, workers=workers), len(todo))
+        self._write_marks()
         if prune:
             gone = [s for s in known if s not in present and any(_under(s, r) for r in roots)]
             if gone:
@@ -281,7 +285,12 @@ class Collection:
             size, mtime = stat.st_size, stat.st_mtime
         except OSError:
             size, mtime = 0, 0.0
-        self.store.mark_file(FileEntry(source, digest, 0, "failed", reason, mtime, size))
+        self._marks.append(FileEntry(source, digest, 0, "failed", reason, mtime, size))
+
+    def _write_marks(self, entries: Sequence[FileEntry] = ()) -> None:
+        """File states are written in one commit, after the records they describe."""
+        entries, self._marks = [*self._marks, *entries], []
+        self.store.mark_files(entries)
 
     # ---------------------------------------------------------------- search
 
@@ -390,14 +399,15 @@ def _under(source: str, root: str) -> bool:
 
 
 class _Ingest:
-    """Embeds streamed pieces in cross-file batches; writes each file in one commit when complete."""
+    """Embeds streamed pieces in cross-file batches; writes only whole files, several per commit."""
 
-    def __init__(self, collection: Collection, report: IndexReport, progress: bool | None, batch_items: int):
-        self.c, self.report, self.batch_items = collection, report, batch_items
+    def __init__(self, collection: Collection, report: IndexReport, progress: bool | None, batch_items: int,
+                 previous: set[str]):
+        self.c, self.report, self.batch_items, self.previous = collection, report, batch_items, previous
         self.show = progress if progress is not None else sys.stderr.isatty()
         self.pending: list[Piece] = []  # waiting for the embedder
         self.records: dict[str, list[Record]] = {}  # embedded, by source, until the file is complete
-        self.complete: dict[str, str] = {}  # source -> hash, all parts extracted
+        self.complete: dict[str, Any] = {}  # source -> its last ExtractResult: all parts extracted
         self.dead: set[str] = set()
 
     def run(self, results: Iterable[Any], files: int) -> None:
@@ -413,8 +423,8 @@ class _Ingest:
                     self.records.setdefault(source, [])
                     self.pending += result.pieces
                 if result.last and not result.error:
-                    self.complete[source] = result.content_hash
-                if len(self.pending) >= self.batch_items or (result.last and not result.error):
+                    self.complete[source] = result
+                if len(self.pending) >= self.batch_items:
                     self._embed()
             self._embed()
 
@@ -434,17 +444,26 @@ class _Ingest:
                 self.records[piece.source].append(_record(piece, vector))
             self.report.items += len(pieces)
             self.pending = []
-        for source, digest in list(self.complete.items()):
-            self._write(source, digest, self.records.pop(source, []))
-            del self.complete[source]
+        self._write()
 
-    def _write(self, source: str, digest: str, records: list[Record]) -> None:
-        store = self.c.store
-        store.add(records)  # one commit: the whole file or nothing
-        store.delete(sources=[source], keep_hash=digest)  # records of an older version of the file
-        stat = os.stat(source)
-        store.mark_file(FileEntry(source, digest, len(records), "done", "", stat.st_mtime, stat.st_size))
-        self.bar.update(1)
+    def _write(self) -> None:
+        """Records of the complete files in one commit, then their states in another: a kill in
+        between leaves files not marked done, which the next run redoes (upserts, no duplicates)."""
+        store, done = self.c.store, list(self.complete.items())
+        self.complete = {}
+        if not done:
+            return
+        records = {source: self.records.pop(source, []) for source, _ in done}
+        store.add([r for rows in records.values() for r in rows])
+        entries = []
+        for source, result in done:
+            if source in self.previous:  # rows of an older version of the file
+                store.delete(sources=[source], keep_hash=result.content_hash)
+            found = result.found  # size and time as hashed, so a later edit is seen as a change
+            entries.append(FileEntry(source, result.content_hash, len(records[source]), "done", "", found.mtime,
+                                     found.size))
+        self.c._write_marks(entries)
+        self.bar.update(len(done))
         rate = self.report.items / max(time.perf_counter() - self.started, 1e-9)
         self.bar.set_postfix_str(f"{self.report.items} items, {rate:.1f} items/s", refresh=False)
 

@@ -155,8 +155,8 @@ class VectorStore(Protocol):
         """Ingestion state of every source, keyed by source."""
         ...
 
-    def mark_file(self, entry: FileEntry) -> None:
-        """Record (upsert by source) the ingestion state of one source."""
+    def mark_files(self, entries: Sequence[FileEntry]) -> None:
+        """Record (upsert by source) the ingestion state of these sources, in one commit."""
         ...
 
     def forget_files(self, sources: Sequence[str]) -> int:

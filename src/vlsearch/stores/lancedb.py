@@ -225,16 +225,21 @@ class LanceStore:
             return {}
         return {row["source"]: FileEntry(**row) for row in self._files.to_arrow().to_pylist()}
 
-    def mark_file(self, entry: FileEntry) -> None:
-        """Upsert the state of ``entry.source``: ``store.mark_file(FileEntry("a.pdf", "ab12", 3, "done"))``."""
-        if entry.status not in ("done", "failed"):
-            raise InputError(f"file {entry.source!r}: status must be 'done' or 'failed', got {entry.status!r}")
-        row = pa.Table.from_pylist([{**entry.__dict__, "items": int(entry.items), "mtime": float(entry.mtime),
-                                     "size": int(entry.size)}], schema=FILES_SCHEMA)
+    def mark_files(self, entries: Sequence[FileEntry]) -> None:
+        """Upsert the state of each ``entry.source`` in one commit (the last entry of a source wins):
+        ``store.mark_files([FileEntry("a.pdf", "ab12", 3, "done")])``."""
+        latest = {e.source: e for e in entries}
+        if not latest:
+            return
+        for entry in latest.values():
+            if entry.status not in ("done", "failed"):
+                raise InputError(f"file {entry.source!r}: status must be 'done' or 'failed', got {entry.status!r}")
+        rows = pa.Table.from_pylist([{**e.__dict__, "items": int(e.items), "mtime": float(e.mtime),
+                                      "size": int(e.size)} for e in latest.values()], schema=FILES_SCHEMA)
         self._sync()
         if self._files is None:
             self._files = self._db.create_table(FILES, schema=FILES_SCHEMA, exist_ok=True)
-        self._files.merge_insert("source").when_matched_update_all().when_not_matched_insert_all().execute(row)
+        self._files.merge_insert("source").when_matched_update_all().when_not_matched_insert_all().execute(rows)
 
     def forget_files(self, sources: Sequence[str]) -> int:
         """Drop the ingestion state of ``sources``, e.g. ``store.forget_files(["a.pdf"])`` → 1 removed."""
