@@ -9,6 +9,7 @@ import torch
 from vlsearch import Embedder, Reranker
 from vlsearch.errors import ModelError
 from vlsearch.models.batching import plan_batches, run_with_backoff
+from vlsearch.models.embedder import as_items
 
 
 def mixed_items(media) -> list[dict]:
@@ -132,3 +133,12 @@ def test_rerank_scores_bit_identical_over_many_documents(reranker):
     together = reranker.score("query", docs)
     alone = [reranker.score("query", [d])[0] for d in docs]
     assert together == alone
+
+
+def test_encoded_entry_points_equal_the_plain_calls(embedder, reranker, media):
+    """What a server uses: encode each request apart, then run many together."""
+    items = mixed_items(media)
+    encoded = [embedder.encode(item) for item in as_items(items)]
+    assert np.array_equal(embedder.embed_encoded(encoded, dim=16), embedder.embed(items, dim=16))
+    pairs = reranker.encode_pairs("query text", items)
+    assert reranker.score_encoded(pairs) == reranker.score("query text", items)

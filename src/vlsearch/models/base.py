@@ -83,30 +83,37 @@ class Qwen3VLBase:
             ROW_LENGTHS.reset(token)
         return last_token(out.last_hidden_state, batch["attention_mask"]).float()
 
+    def run_encoded(self, encoded: Sequence[Encoded], head: Callable[[Any], Any],
+                    on_rows: Callable[[int], None] | None = None) -> list[Any]:
+        """``head(hidden)`` row values for already encoded inputs, in their order: length-sorted
+        token-budget batches, out-of-memory batches split and retried."""
+        results: list[Any] = [None] * len(encoded)
+
+        def forward(rows: list[int]) -> Any:
+            return head(self._hidden([encoded[r] for r in rows]))
+
+        def done(rows: list[int], values: Any) -> None:
+            for r, value in zip(rows, values):
+                results[r] = value
+            if on_rows:
+                on_rows(len(rows))
+
+        for rows in plan_batches([len(e) for e in encoded], self.batch_tokens, self.max_batch_size):
+            run_with_backoff(rows, forward, done)
+        return results
+
     def _run(self, count: int, encode: Callable[[int], Encoded], head: Callable[[Any], Any],
              progress: bool | None, unit: str) -> list[Any]:
         """Encode ``count`` inputs ahead on the pool, run them in token-budget batches, return
         ``head(hidden)`` rows in input order."""
         from tqdm.auto import tqdm
 
-        results: list[Any] = [None] * count
+        results: list[Any] = []
         show = progress if progress is not None else (sys.stderr.isatty() and count > self.max_batch_size)
         window = max(4 * self.max_batch_size, 64)
         with tqdm(total=count, unit=unit, disable=not show, dynamic_ncols=True) as bar:
             for chunk in encode_each(range(count), encode, self._pool, window):
-                encoded = [e for _, e in chunk]
-                positions = [i for i, _ in chunk]
-
-                def forward(rows: list[int]) -> Any:
-                    return head(self._hidden([encoded[r] for r in rows]))
-
-                def done(rows: list[int], values: Any) -> None:
-                    for r, value in zip(rows, values):
-                        results[positions[r]] = value
-                    bar.update(len(rows))
-
-                for rows in plan_batches([len(e) for e in encoded], self.batch_tokens, self.max_batch_size):
-                    run_with_backoff(rows, forward, done)
+                results += self.run_encoded([e for _, e in chunk], head, bar.update)
         return results
 
     def close(self) -> None:

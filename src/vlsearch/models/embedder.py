@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -118,10 +118,20 @@ class Embedder(Qwen3VLBase):
         if not items:
             return quantize(np.zeros((0, dim or self.dim), np.float32), precision)
 
-        def head(hidden: Any) -> Any:
-            import torch
-
-            return torch.nn.functional.normalize(hidden, dim=-1).cpu().numpy()
-
-        rows = self._run(len(items), lambda i: self.encode(items[i], instruction), head, progress, "item")
+        rows = self._run(len(items), lambda i: self.encode(items[i], instruction), _unit_rows, progress, "item")
         return quantize(truncate_dim(np.stack(rows).astype(np.float32), dim), precision)
+
+    def embed_encoded(self, encoded: Sequence[Encoded], *, dim: int | None = None,
+                      precision: Precision = "float32") -> np.ndarray:
+        """Vectors of inputs already encoded with ``encode`` (lets a server validate and decode
+        each request on its own, then batch many requests together)."""
+        if not encoded:
+            return quantize(np.zeros((0, dim or self.dim), np.float32), precision)
+        rows = self.run_encoded(encoded, _unit_rows)
+        return quantize(truncate_dim(np.stack(rows).astype(np.float32), dim), precision)
+
+
+def _unit_rows(hidden: Any) -> Any:
+    import torch
+
+    return torch.nn.functional.normalize(hidden, dim=-1).cpu().numpy()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
-from ..errors import ModelError, VlsearchError, in_context
+from ..errors import ModelError, VlsearchError, at_item, in_context
 from ..items import Item, ItemLike
 from .base import Qwen3VLBase
 from .embedder import as_items
@@ -111,6 +111,13 @@ class Reranker(Qwen3VLBase):
         Raises:
             InputError, MediaError: "query: ..." or "item i: ..." for document i.
         """
+        pairs = self.encode_pairs(query, documents, instruction, fps=fps, max_frames=max_frames, eager=False)
+        return self._run(len(pairs), lambda i: pairs[i](), self._scores, progress, "pair")
+
+    def encode_pairs(self, query: ItemLike, documents: Iterable[ItemLike], instruction: str | None = None, *,
+                     fps: float | None = None, max_frames: int | None = None, eager: bool = True) -> list[Any]:
+        """Encode (query, document) pairs; the query's media are loaded once. With ``eager=False``
+        the pairs are returned as thunks, encoded later (on the preprocessing threads)."""
         try:
             query_parts = load_item(Item.of(query), self.budget, self.limits, fps, max_frames)
         except VlsearchError as exc:
@@ -118,15 +125,28 @@ class Reranker(Qwen3VLBase):
         docs = as_items(documents)
         instruction = instruction or self.instruction
 
-        def head(hidden: Any) -> list[float]:
-            # (h · (w_yes - w_no)) row by row (no GEMV), then a scalar sigmoid: vectorised
-            # kernels round differently for a batch than for one value.
-            return [sigmoid(x) for x in (hidden * self.score_weight).sum(dim=-1).tolist()]
+        def pair(i: int) -> Any:
+            return lambda: self.encode_pair(query_parts, docs[i], instruction, fps, max_frames)
 
-        def encode(i: int) -> Encoded:
-            return self.encode_pair(query_parts, docs[i], instruction, fps, max_frames)
+        thunks = [pair(i) for i in range(len(docs))]
+        if not eager:
+            return thunks
+        out = []
+        for i, thunk in enumerate(thunks):
+            try:
+                out.append(thunk())
+            except VlsearchError as exc:
+                raise at_item(i, exc) from None
+        return out
 
-        return self._run(len(docs), encode, head, progress, "pair")
+    def score_encoded(self, encoded: Sequence[Encoded]) -> list[float]:
+        """Scores of pairs already encoded with ``encode_pairs``."""
+        return self.run_encoded(encoded, self._scores)
+
+    def _scores(self, hidden: Any) -> list[float]:
+        # (h · (w_yes - w_no)) row by row (no GEMV), then a scalar sigmoid: vectorised
+        # kernels round differently for a batch than for one value.
+        return [sigmoid(x) for x in (hidden * self.score_weight).sum(dim=-1).tolist()]
 
     def rank(self, query: ItemLike, documents: Iterable[ItemLike], top_k: int | None = None,
              instruction: str | None = None, **options: Any) -> list[tuple[int, float]]:
