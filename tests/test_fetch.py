@@ -315,3 +315,23 @@ def test_https_to_plain_http_server_is_tls_error(servers: Servers) -> None:
 
 def test_fetch_error_is_media_error() -> None:
     assert issubclass(FetchError, MediaError)
+
+
+# --- host allowlist (only_hosts) -------------------------------------------------
+
+
+def test_only_hosts_allowlist(servers: Servers) -> None:
+    from dataclasses import replace
+
+    policy = replace(servers.policy, only_hosts=frozenset({"127.0.0.1"}))
+    assert fetch_url(servers.url("/redirect-to-ok"), policy) == OK_BODY  # named and exempt: fetched
+    _refused("http://8.8.8.8/x", "8.8.8.8/x: refused: host 8.8.8.8 is not in the allowed hosts", policy=policy)
+    err = _refused(servers.url("/redirect-to-metadata"), "169.254.169.254 is not in the allowed hosts", policy=policy)
+    assert "redirected from" in str(err)
+    # a named host is still checked against private, loopback and link-local addresses
+    named = FetchPolicy(timeout=TIMEOUT, only_hosts=frozenset({"127.0.0.1", "LocalHost"}))
+    _refused(servers.url("/ok"), "refused", "127.0.0.1 is a loopback address", policy=named)
+    _refused("http://LOCALHOST/ok", "is a loopback address", policy=named)
+    hits = len(servers.main.hits)
+    _refused(servers.url("/redirect-to-loopback"), "loopback", policy=policy)
+    assert servers.other.hits == [] and len(servers.main.hits) == hits + 1

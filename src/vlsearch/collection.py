@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -56,7 +56,12 @@ def collection_path(name: str) -> Path:
 def list_collections() -> list[str]:
     """Names of the collections under the home directory."""
     root = vlsearch_home() / "collections"
-    return sorted(p.name for p in root.iterdir() if (p / "store").is_dir()) if root.is_dir() else []
+    return sorted(p.name for p in root.iterdir() if _exists(p)) if root.is_dir() else []
+
+
+def _exists(path: Path) -> bool:
+    """A collection exists once its metadata is written (its first ``add`` loaded a model)."""
+    return (path / "store" / "meta.json").is_file()
 
 
 @dataclass
@@ -131,6 +136,9 @@ class Collection:
         instruction: the query instruction recorded with the collection.
         create: False refuses to open a collection that does not exist.
         model_options: keyword options for ``Embedder``/``Reranker`` (device, dtype ...).
+        loaded_embedder, loaded_reranker: models already loaded (shared, e.g. by the server), used
+            instead of loading ``model``/``reranker``; the embedder is still checked against the
+            collection's fingerprint and dimension.
 
     Example:
         >>> c = Collection("papers")
@@ -140,10 +148,11 @@ class Collection:
 
     def __init__(self, name: str, *, model: str | None = None, reranker: str | None = None,
                  dim: int | None = None, instruction: str | None = None, create: bool = True,
-                 model_options: dict[str, Any] | None = None) -> None:
+                 model_options: dict[str, Any] | None = None, loaded_embedder: Embedder | None = None,
+                 loaded_reranker: Reranker | None = None) -> None:
         self.name = name
         self.path = collection_path(name)
-        if not (self.path / "store").is_dir() and not create:
+        if not create and not _exists(self.path):
             raise StoreError(f"no collection {name!r} (looked in {self.path})")
         self.store: VectorStore = open_store(str(self.path / "store"))
         self.meta = self.store.read_meta()
@@ -156,7 +165,8 @@ class Collection:
         self.instruction = instruction or self.meta.get("instruction") or QUERY_INSTRUCTION
         self.model_options = model_options or {}
         self._embedder: Embedder | None = None
-        self._reranker: Reranker | None = None
+        self._reranker: Reranker | None = loaded_reranker
+        self._given_embedder = loaded_embedder
         self._marks: list[FileEntry] = []  # file states waiting for the next commit
 
     # ---------------------------------------------------------------- models
@@ -165,7 +175,7 @@ class Collection:
     def embedder(self) -> Embedder:
         """The embedding model, loaded once, checked against the collection's record."""
         if self._embedder is None:
-            embedder = Embedder(self.model_name, **self.model_options)
+            embedder = self._given_embedder or Embedder(self.model_name, **self.model_options)
             known = self.meta.get("fingerprint")
             if known and known != embedder.fingerprint:
                 raise StoreError(
@@ -209,7 +219,8 @@ class Collection:
 
     def add(self, paths: Sequence[str | os.PathLike], *, include: Sequence[str] = (), exclude: Sequence[str] = (),
             prune: bool = False, workers: int = 2, options: ExtractOptions | None = None,
-            progress: bool | None = None, batch_items: int = 64, retry_failed: bool = False) -> IndexReport:
+            progress: bool | None = None, batch_items: int = 64, retry_failed: bool = False,
+            follow_symlinks: bool = True, on_progress: Callable[[int, int, int], None] | None = None) -> IndexReport:
         """Index new and changed files under ``paths``; failures are recorded, never fatal.
 
         Args:
@@ -221,6 +232,9 @@ class Collection:
             progress: progress bar; by default only on a terminal.
             batch_items: pieces gathered across files before each embedding call.
             retry_failed: try again files that failed before and have not changed since.
+            follow_symlinks: False skips symbolic links met inside directories (the given paths
+                themselves are always followed).
+            on_progress: called as ``on_progress(files_done, files_total, items)`` as files complete.
         """
         started = time.perf_counter()
         report = IndexReport()
@@ -230,7 +244,7 @@ class Collection:
         roots = [str(Path(p).expanduser().resolve()) for p in paths]
         todo: list[tuple[Found, str]] = []
         present: set[str] = set()
-        for found in discover([Path(p).expanduser() for p in paths], include, exclude):
+        for found in discover([Path(p).expanduser() for p in paths], include, exclude, follow_symlinks):
             report.seen += 1
             source = str(found.path)
             present.add(source)
@@ -265,7 +279,7 @@ class Collection:
                 todo.append((found, digest))
         if todo:
             previous = {str(f.path) for f, _ in todo if str(f.path) in known}
-            ingest = _Ingest(self, report, progress, batch_items, previous)
+            ingest = _Ingest(self, report, progress, batch_items, previous, on_progress)
             ingest.run(extract_all(todo, options, workers=workers), len(todo))
         self._write_marks()
         if prune:
@@ -402,8 +416,9 @@ class _Ingest:
     """Embeds streamed pieces in cross-file batches; writes only whole files, several per commit."""
 
     def __init__(self, collection: Collection, report: IndexReport, progress: bool | None, batch_items: int,
-                 previous: set[str]):
+                 previous: set[str], on_progress: Callable[[int, int, int], None] | None = None):
         self.c, self.report, self.batch_items, self.previous = collection, report, batch_items, previous
+        self.on_progress, self.files_done = on_progress, 0
         self.show = progress if progress is not None else sys.stderr.isatty()
         self.pending: list[Piece] = []  # waiting for the embedder
         self.records: dict[str, list[Record]] = {}  # embedded, by source, until the file is complete
@@ -415,6 +430,8 @@ class _Ingest:
 
         with tqdm(total=files, unit="file", disable=not self.show, dynamic_ncols=True) as bar:
             self.bar, self.started = bar, time.perf_counter()
+            if self.on_progress:
+                self.on_progress(0, files, 0)
             for result in results:
                 source = str(result.found.path)
                 if result.error:
@@ -463,7 +480,7 @@ class _Ingest:
             entries.append(FileEntry(source, result.content_hash, len(records[source]), "done", "", found.mtime,
                                      found.size))
         self.c._write_marks(entries)
-        self.bar.update(len(done))
+        self._advance(len(done))
         rate = self.report.items / max(time.perf_counter() - self.started, 1e-9)
         self.bar.set_postfix_str(f"{self.report.items} items, {rate:.1f} items/s", refresh=False)
 
@@ -473,7 +490,13 @@ class _Ingest:
         self.complete.pop(source, None)
         self.pending = [p for p in self.pending if p.source != source]
         self.c._fail(self.report, source, reason, digest)
-        self.bar.update(1)
+        self._advance(1)
+
+    def _advance(self, files: int) -> None:
+        self.bar.update(files)
+        self.files_done += files
+        if self.on_progress:
+            self.on_progress(self.files_done, self.bar.total, self.report.items)
 
 
 def _record(piece: Piece, vector: np.ndarray) -> Record:

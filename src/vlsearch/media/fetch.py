@@ -1,8 +1,9 @@
 """Fetch a URL safely: the only module in vlsearch that touches the network.
 
 Each hop (first URL and every redirect) is checked from scratch: allowed scheme, no
-credentials, and every address the host resolves to globally routable (unless
-``host:port`` is in ``FetchPolicy.allow_hosts``).  The socket then goes to the
+credentials, the host name in ``FetchPolicy.only_hosts`` when that is set, and every
+address the host resolves to globally routable (unless ``host:port`` is in
+``FetchPolicy.allow_hosts``).  The socket then goes to the
 checked IP itself, with no second DNS lookup, so DNS rebinding cannot slip in.
 """
 
@@ -35,13 +36,19 @@ _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 @dataclass(frozen=True)
 class FetchPolicy:
-    """Limits for one fetch; ``allow_hosts`` holds ``host:port`` pairs exempt from the IP check."""
+    """Limits for one fetch.
+
+    ``allow_hosts`` holds ``host:port`` pairs exempt from the IP check. ``only_hosts``, when
+    set, is an allowlist of host names (case-insensitive): any other host is refused, on the
+    first URL and on every redirect, and the hosts it names still pass the IP check.
+    """
 
     max_bytes: int = 64 * 1024 * 1024
     timeout: float = 20.0  # connect and each read; the whole fetch gets 3x this
     max_redirects: int = 5
     allow_hosts: frozenset[str] = frozenset()
     allowed_schemes: frozenset[str] = frozenset({"http", "https"})
+    only_hosts: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,8 @@ def _parse(url: str, policy: FetchPolicy) -> _Target:
         raise _error(url, "empty host")
     if port == 0:
         raise _error(url, "invalid port 0")
+    if policy.only_hosts is not None and host not in {h.strip().lower().strip("[]") for h in policy.only_hosts}:
+        raise _error(url, f"refused: host {host} is not in the allowed hosts")
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query

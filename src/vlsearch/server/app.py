@@ -1,0 +1,209 @@
+"""``create_app(config)``: the FastAPI app (OpenAI embeddings, Cohere/Jina rerank, collections).
+
+Routes: ``POST /v1/embeddings``, ``POST /v1/rerank``, ``GET /v1/models``, the collection and job
+routes of ``collections.py``, ``GET /health``, ``GET /metrics``. A web page placed in
+``server/static/index.html`` is served at ``/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import numpy as np
+
+from ..errors import InputError, MissingExtraError, VlsearchError, in_context
+
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+    from pydantic import ValidationError
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+except ImportError as exc:  # pragma: no cover - the server extra brings them
+    raise MissingExtraError("fastapi", "server") from exc
+
+from ..models.embedder import truncate_dim
+from .auth import KeyChecker
+from .collections import Collections, build_router
+from .config import ServerConfig
+from .errors import APIError, classify, error_body, status_type
+from .inputs import SourceGuard, embedding_inputs, to_item, to_items
+from .jobs import JobManager
+from .metrics import Metrics
+from .middleware import Gate
+from .runtime import Models
+from .schemas import EmbeddingRequest, RerankRequest
+
+log = logging.getLogger("vlsearch.server")
+STATIC = Path(__file__).parent / "static"
+OFFLOAD_FLOATS = 50_000  # answers with more numbers are serialised on a worker thread
+
+
+def create_app(config: ServerConfig | None = None, *, models: Models | None = None) -> FastAPI:
+    """Build the app; the models load here, once (or pass ``models`` to share loaded ones).
+
+    Example:
+        >>> app = create_app(ServerConfig(model="Qwen/Qwen3-VL-Embedding-2B", no_reranker=True))
+        >>> import uvicorn; uvicorn.run(app, host="127.0.0.1", port=8000)
+    """
+    config = config or ServerConfig()
+    metrics = Metrics()
+    models = models or Models(config, metrics)
+    guard = SourceGuard(config)
+    collections = Collections(config, models)
+    jobs = JobManager(collections.ingest, metrics.job_counts)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        jobs.close()
+        models.close()
+
+    app = FastAPI(title="vlsearch", version=_version(), lifespan=lifespan,
+                  description="Multimodal embeddings, reranking and search with Qwen3-VL.")
+    app.state.config, app.state.models, app.state.metrics = config, models, metrics
+    app.state.collections, app.state.jobs = collections, jobs
+    _error_handlers(app)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.get("/v1/models")
+    async def list_models() -> JSONResponse:
+        data = [{"id": models.embedder_name, "object": "model", "owned_by": "vlsearch", "type": "embedding",
+                 "dimensions": models.embedder.dim, "created": int(_STARTED)}]
+        if models.reranker is not None:
+            data.append({"id": models.reranker_name, "object": "model", "owned_by": "vlsearch", "type": "rerank",
+                         "created": int(_STARTED)})
+        return JSONResponse({"object": "list", "data": data})
+
+    @app.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingRequest) -> Response:
+        items = embedding_inputs(body.input, guard, config.max_items)
+        dim = models.embedder.dim
+        if body.dimensions is not None and body.dimensions > dim:
+            raise InputError(f"dimensions must be between 1 and {dim}, not {body.dimensions}")
+        vectors, tokens = await models.embed(items, body.instruction)
+        vectors = truncate_dim(vectors, body.dimensions)
+        encoding = body.encoding_format or "float"
+
+        def render() -> bytes:
+            data = [{"object": "embedding", "index": i, "embedding": _encode_vector(v, encoding)}
+                    for i, v in enumerate(vectors)]
+            return json.dumps({"object": "list", "data": data, "model": models.embedder_name,
+                               "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}).encode()
+
+        # large answers are serialised off the event loop, small ones are not worth the hop
+        content = await run_in_threadpool(render) if vectors.size > OFFLOAD_FLOATS else render()
+        return Response(content, media_type="application/json")
+
+    @app.post("/v1/rerank")
+    async def rerank(body: RerankRequest) -> JSONResponse:
+        if models.reranker is None:
+            raise APIError(503, "no reranker is loaded on this server (it was started with --no-reranker)",
+                           "service_unavailable", "no_reranker")
+        if len(body.documents) > config.max_documents:
+            raise InputError(f"{len(body.documents)} documents in one request, over the limit of "
+                             f"{config.max_documents}")
+        try:
+            query = to_item(body.query, guard)
+        except VlsearchError as exc:
+            raise in_context("query", exc) from None
+        documents = to_items(body.documents, guard, lambda i: f"document {i}")
+        scores, tokens = await models.rerank(query, documents, body.instruction)
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[: body.top_n or len(scores)]
+        results = []
+        for i in order:
+            result: dict[str, Any] = {"index": i, "relevance_score": scores[i]}
+            if body.return_documents:
+                doc = body.documents[i]
+                result["document"] = {"text": doc} if isinstance(doc, str) else doc
+            results.append(result)
+        return JSONResponse({"object": "list", "results": results, "model": models.reranker_name,
+                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+    app.include_router(build_router(config, models, collections, jobs, guard))
+    if (STATIC / "index.html").is_file():
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
+    app.add_middleware(Gate, keys=KeyChecker(config.api_keys), metrics=metrics, max_body=config.max_body_bytes,
+                       max_upload=config.max_upload_bytes, is_upload=_is_upload)
+    return app
+
+
+_STARTED = time.time()
+
+
+def _is_upload(path: str) -> bool:
+    return path.startswith("/v1/collections/") and path.endswith("/ingest")
+
+
+def _encode_vector(vector: np.ndarray, encoding: str) -> Any:
+    """A vector as JSON floats, or as base64 of little-endian float32 (the OpenAI encoding)."""
+    if encoding == "base64":
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return np.asarray(vector, dtype=np.float32).tolist()
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def _error_handlers(app: FastAPI) -> None:
+    def answer(request: Request, status: int, message: str, kind: str, code: str,
+               headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse(error_body(message, kind, code, _request_id(request)), status_code=status,
+                            headers=headers)
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> JSONResponse:
+        return answer(request, exc.status, exc.message, exc.type, exc.code or "error", exc.headers)
+
+    @app.exception_handler(VlsearchError)
+    async def vlsearch_error(request: Request, exc: VlsearchError) -> JSONResponse:
+        status, kind, code, message = classify(exc) or (500, "internal_error", "internal_error", "internal error")
+        return answer(request, status, message, kind, code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return answer(request, 422, _validation_message(exc.errors()), "invalid_request_error", "invalid_request")
+
+    @app.exception_handler(ValidationError)
+    async def invalid_body(request: Request, exc: ValidationError) -> JSONResponse:
+        return answer(request, 422, _validation_message(exc.errors()), "invalid_request_error", "invalid_request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "error")
+        message = str(exc.detail) if exc.status_code != 404 else f"no route {request.url.path}"
+        return answer(request, exc.status_code, message, status_type(exc.status_code), code,
+                      dict(exc.headers or {}))
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    """Pydantic errors as one line, without the (possibly huge) input values."""
+    parts = []
+    for error in errors[:5]:
+        where = ".".join(str(x) for x in error.get("loc", ()) if x != "body")
+        parts.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "invalid request: " + "; ".join(parts) + more
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

@@ -1,0 +1,259 @@
+"""Collection endpoints: list, describe, search, ingest (uploads or allowed paths), jobs."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..collection import _NAME, Collection
+from ..errors import InputError, StoreError
+from ..items import Item
+from .config import ServerConfig, display_name
+from .errors import APIError
+from .inputs import SourceGuard, to_item
+from .jobs import Job, JobManager
+from .runtime import BatchedEmbedder, BatchedReranker, Models
+from .schemas import IngestRequest, SearchRequest
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class Collections:
+    """Opens collections under ``<home>/collections`` with the server's shared models."""
+
+    def __init__(self, config: ServerConfig, models: Models) -> None:
+        self.config, self.models = config, models
+        self.root = config.resolved_home() / "collections"
+        self.uploads = config.resolved_data_dir() / "uploads"
+        self.roots = config.resolved_roots()
+        self.embedder = BatchedEmbedder(models)
+        self.ingest_embedder = BatchedEmbedder(models, background=True)
+        self.reranker = BatchedReranker(models) if models.reranker else None
+        self._cache: dict[str, Collection] = {}
+        self._lock = threading.Lock()
+
+    def path(self, name: str) -> Path:
+        if not _NAME.match(name):
+            raise InputError(f"invalid collection name {name!r}: use letters, digits, '.', '_' and '-'")
+        return self.root / name
+
+    def exists(self, name: str) -> bool:
+        return (self.path(name) / "store").is_dir()
+
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if (p / "store").is_dir()) if self.root.is_dir() else []
+
+    def open(self, name: str, create: bool = False, background: bool = False) -> Collection:
+        """A new ``Collection`` object (jobs use their own); 404 when missing and not ``create``."""
+        path = self.path(name)
+        if not create and not self.exists(name):
+            raise StoreError(f"no collection {name!r}")
+        try:
+            collection = Collection(str(path), model=self.embedder.model_id, create=create,
+                                    reranker=self.reranker.model_id if self.reranker else None,
+                                    loaded_embedder=self.ingest_embedder if background  # type: ignore[arg-type]
+                                    else self.embedder,
+                                    loaded_reranker=self.reranker)  # type: ignore[arg-type]
+        except StoreError as exc:
+            if str(exc).startswith("no collection"):  # without the server path it names
+                raise StoreError(f"no collection {name!r}") from None
+            raise
+        collection.name = name
+        return collection
+
+    def get(self, name: str) -> Collection:
+        """The cached ``Collection`` for searches (dropped when a job changes it)."""
+        with self._lock:
+            cached = self._cache.get(name)
+        if cached is not None and self.exists(name):
+            return cached
+        collection = self.open(name)
+        with self._lock:
+            self._cache[name] = collection
+        return collection
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._cache.pop(name, None)
+
+    def allowed_path(self, given: str) -> str:
+        """The real path of ``given`` if it lies under an allowed root (after ``..`` and links); else 403."""
+        if not self.roots:
+            raise APIError(403, "ingesting server paths is disabled (start the server with --collections-root DIR)",
+                           "permission_error", "paths_disabled")
+        if not isinstance(given, str) or not given.strip() or "\x00" in given:
+            raise InputError("a path must be a non-empty string")
+        path = Path(given)
+        if not path.is_absolute():
+            path = self.roots[0] / path
+        real = Path(os.path.realpath(path))
+        if not any(real == root or root in real.parents for root in self.roots):
+            raise APIError(403, f"{given!r} is outside the allowed roots", "permission_error", "path_not_allowed")
+        if not real.exists():
+            raise InputError(f"{given!r}: no such file or directory")
+        return str(real)
+
+    def ingest(self, job: Job, on_progress: Callable[[int, int, int], None]) -> Any:
+        collection = self.open(job.collection, create=True, background=True)
+        try:
+            return collection.add(job.paths, progress=False, follow_symlinks=False, on_progress=on_progress,
+                                  workers=self.config.ingest_workers, **job.options)
+        finally:
+            self.forget(job.collection)
+
+
+def build_router(config: ServerConfig, models: Models, collections: Collections, jobs: JobManager,
+                 guard: SourceGuard) -> APIRouter:
+    """The ``/v1/collections`` and ``/v1/jobs`` routes."""
+    router = APIRouter()
+
+    @router.get("/v1/collections")
+    async def list_collections() -> JSONResponse:
+        def describe_all() -> list[dict[str, Any]]:
+            out = []
+            for name in collections.names():
+                try:
+                    out.append(_summary(collections.get(name)))
+                except StoreError:  # created, not yet written to
+                    continue
+            return out
+
+        return JSONResponse({"object": "list", "data": await run_in_threadpool(describe_all)})
+
+    @router.get("/v1/collections/{name}")
+    async def get_collection(name: str) -> JSONResponse:
+        collection = await run_in_threadpool(collections.get, name)
+        info = await run_in_threadpool(collection.info)
+        out = _summary(collection, info)
+        out.update({"fingerprint": info.get("fingerprint"), "instruction": info.get("instruction"),
+                    "created": info.get("created"), "layout": info.get("layout"),
+                    "failed": [{"source": s, "reason": r} for s, r in info["failed"].items()]})
+        return JSONResponse(out)
+
+    @router.post("/v1/collections/{name}/search")
+    async def search(name: str, body: SearchRequest) -> JSONResponse:
+        query_text, image = _query(body, guard)
+        rerank = body.rerank if body.rerank is not None else models.reranker is not None
+        if rerank and models.reranker is None:
+            raise InputError("this server has no reranker loaded: search with \"rerank\": false")
+        collection = await run_in_threadpool(collections.get, name)
+
+        def run() -> list[Any]:
+            return collection.search(query_text, image=image, top_k=body.top_k, candidates=body.candidates,
+                                     rerank=rerank, where=body.where, instruction=body.instruction, like=body.like)
+
+        results = await run_in_threadpool(run)
+        return JSONResponse({"object": "list", "collection": name, "reranked": rerank and bool(results),
+                             "model": models.embedder_name,
+                             "results": [r.to_dict(thumbnail=body.thumbnails) for r in results]})
+
+    @router.post("/v1/collections/{name}/ingest", status_code=202)
+    async def ingest(name: str, request: Request) -> JSONResponse:
+        collections.path(name)  # a bad name is refused before any upload is read
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "multipart/form-data":
+            paths = await _save_uploads(request, collections.uploads / name)
+            job = jobs.submit(name, paths, {}, "upload")
+        elif kind in ("application/json", ""):
+            body = IngestRequest.model_validate_json(await request.body())
+            paths = [collections.allowed_path(p) for p in body.paths]
+            options = {"include": body.include, "exclude": body.exclude, "prune": body.prune,
+                       "retry_failed": body.retry_failed}
+            job = jobs.submit(name, paths, options, "paths")
+        else:
+            raise APIError(415, "send multipart/form-data (file uploads) or application/json ({\"paths\": [...]})",
+                           "invalid_request_error", "unsupported_media_type")
+        return JSONResponse({"job_id": job.id, "object": "ingest_job", "status": job.status,
+                             "collection": name, "files": len(paths)}, status_code=202)
+
+    @router.get("/v1/jobs")
+    async def list_jobs() -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [j.to_dict() for j in jobs.list()]})
+
+    @router.get("/v1/jobs/{job_id}")
+    async def get_job(job_id: str) -> JSONResponse:
+        return JSONResponse(jobs.get(job_id).to_dict())
+
+    return router
+
+
+def _summary(collection: Collection, info: dict[str, Any] | None = None) -> dict[str, Any]:
+    info = info or collection.info()
+    model = info.get("model")
+    return {"object": "collection", "name": collection.name, "items": info["items"], "files": info["files"],
+            "failed_files": len(info["failed"]), "model": display_name(model) if model else None,
+            "dim": info.get("dim")}
+
+
+def _query(body: SearchRequest, guard: SourceGuard) -> tuple[str | None, Any]:
+    """The query text and image of a search request (images only as data URIs or allowed URLs)."""
+    image: Any = guard.check(body.image) if body.image is not None else None
+    if body.query is None or isinstance(body.query, str):
+        text = body.query
+    else:
+        item: Item = to_item(body.query, guard)
+        if item.video is not None:
+            raise InputError("a search query takes text and images, not video")
+        text = "\n".join(item.text) if isinstance(item.text, list) else item.text
+        if item.image:
+            image = [*(item.image if isinstance(item.image, list) else [item.image]), *([image] if image else [])]
+            image = image[0] if len(image) == 1 else image
+    if not text and image is None and not body.like:
+        raise InputError("give a query text, an image, or an item id (like)")
+    return text or None, image
+
+
+async def _save_uploads(request: Request, folder: Path) -> list[str]:
+    """Save the uploaded files of a multipart form under ``folder`` (safe names); their paths."""
+    form = await request.form(max_files=10_000, max_fields=100)
+    uploads = [v for _, v in form.multi_items() if hasattr(v, "filename") and hasattr(v, "file")]
+    if not uploads:
+        raise InputError("no files in the upload (send them as multipart form fields, e.g. files=@report.pdf)")
+    folder.mkdir(parents=True, exist_ok=True)
+    saved: list[str] = []
+    try:
+        for upload in uploads:
+            name = safe_filename(upload.filename or "")
+            target = folder / name
+            stem, suffix = os.path.splitext(name)
+            n = 1
+            while str(target) in saved:
+                target = folder / f"{stem}-{n}{suffix}"
+                n += 1
+            await run_in_threadpool(_write_atomically, upload.file, target)
+            saved.append(str(target))
+    finally:
+        await form.close()
+    return saved
+
+
+def safe_filename(name: str) -> str:
+    """The base name of an uploaded file, reduced to safe characters (never empty, never hidden).
+
+    Example:
+        >>> safe_filename("../../etc/pass wd.txt")
+        'pass_wd.txt'
+    """
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = _UNSAFE.sub("_", base).strip("._") or "upload"
+    return base[:200]
+
+
+def _write_atomically(source: Any, target: Path) -> None:
+    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=".upload-", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,189 @@
+"""The loaded models, their request pool and their micro-batchers, shared by every endpoint.
+
+``Models.embed``/``Models.rerank`` serve HTTP requests (async); ``BatchedEmbedder`` and
+``BatchedReranker`` give ``Collection`` the library interface over the same batchers, so
+search and ingestion share the one model worker with the API endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cached_property
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from ..errors import VlsearchError, in_context
+from ..items import Item, ItemLike
+from ..models.embedder import Embedder, Precision, as_items, quantize, truncate_dim
+from ..models.qwen3vl import Encoded
+from ..models.reranker import Reranker
+from .batcher import BatchObserver, MicroBatcher
+from .config import ServerConfig, display_name
+
+
+class Models:
+    """Loads the embedder (and the reranker) once and serves them through micro-batchers.
+
+    Args:
+        config: server settings (models, device, media caps, batching).
+        observer: metrics sink for the batchers.
+        embedder, reranker: already loaded models to use instead (their own media limits apply).
+    """
+
+    def __init__(self, config: ServerConfig, observer: BatchObserver | None = None, *,
+                 embedder: Embedder | None = None, reranker: Reranker | None = None) -> None:
+        from ..collection import DEFAULT_EMBEDDER, DEFAULT_RERANKER
+
+        options: dict[str, Any] = {"device": config.device, "dtype": config.dtype, "limits": config.media_limits()}
+        model = config.model or os.environ.get("VLSEARCH_EMBEDDER") or DEFAULT_EMBEDDER
+        self.embedder = embedder or Embedder(model, **options)
+        self.reranker: Reranker | None = None
+        if not config.no_reranker:
+            name = config.reranker or os.environ.get("VLSEARCH_RERANKER") or DEFAULT_RERANKER
+            self.reranker = reranker or Reranker(name, **options)
+        self.embedder_name = config.served_model_name or display_name(self.embedder.model_id)
+        self.reranker_name = (config.served_reranker_name or display_name(self.reranker.model_id)
+                              if self.reranker else None)
+        workers = config.encode_workers or max(2, min(8, os.cpu_count() or 2))
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vlsearch-request")
+        # ingestion decodes on its own threads, so a big job does not queue ahead of online requests
+        self.background_pool = ThreadPoolExecutor(max_workers=max(1, workers // 2),
+                                                  thread_name_prefix="vlsearch-ingest")
+        wait = config.batch_wait_ms / 1000.0
+        self.embed_batcher = MicroBatcher("embed", self._embed_rows, max_items=config.max_batch_items, wait_s=wait,
+                                          max_queue_items=config.max_queue_items, observer=observer)
+        self.rerank_batcher = MicroBatcher("rerank", self._score_rows, max_items=config.max_batch_items,
+                                           wait_s=wait, max_queue_items=config.max_queue_items, observer=observer)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return self.embedder.fingerprint
+
+    # ------------------------------------------------------------ model worker side
+
+    def _embed_rows(self, encoded: list[Encoded]) -> np.ndarray:
+        return self.embedder.embed_encoded(encoded)  # (n, D) float32 unit rows
+
+    def _score_rows(self, encoded: list[Encoded]) -> list[float]:
+        assert self.reranker is not None
+        return self.reranker.score_encoded(encoded)
+
+    # ------------------------------------------------------------ async (HTTP) side
+
+    async def _encode_all(self, thunks: Sequence[Callable[[], Encoded]], label: Callable[[int], str]) -> list[Encoded]:
+        """Run the encoders on the pool; the first failure (in input order) is raised, named."""
+        futures = [asyncio.wrap_future(self.pool.submit(thunk)) for thunk in thunks]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for i, result in enumerate(results):
+            if isinstance(result, VlsearchError):
+                raise in_context(label(i), result) from None
+            if isinstance(result, BaseException):
+                raise result
+        return list(results)  # type: ignore[arg-type]
+
+    async def embed(self, items: Sequence[Item], instruction: str | None = None) -> tuple[np.ndarray, int]:
+        """(n, D) float32 unit rows for the items, and the number of tokens they took."""
+        with self.embed_batcher.reserve() as slot:
+            encoded = await self._encode_all([_bind(self.embedder.encode, item, instruction) for item in items],
+                                             lambda i: f"input {i}")
+            future = slot.submit(encoded)
+        rows = await asyncio.wrap_future(future)
+        return np.asarray(rows, dtype=np.float32).reshape(len(items), -1), sum(len(e) for e in encoded)
+
+    async def rerank(self, query: Item, documents: Sequence[Item],
+                     instruction: str | None = None) -> tuple[list[float], int]:
+        """One score per document, and the number of tokens of the pairs."""
+        assert self.reranker is not None
+        reranker = self.reranker
+        with self.rerank_batcher.reserve() as slot:
+            loop = asyncio.get_running_loop()
+            thunks = await loop.run_in_executor(
+                self.pool, lambda: reranker.encode_pairs(query, list(documents), instruction, eager=False))
+            encoded = await self._encode_all(thunks, lambda i: f"document {i}")
+            future = slot.submit(encoded)
+        scores = await asyncio.wrap_future(future)
+        return list(scores), sum(len(e) for e in encoded)
+
+    def close(self) -> None:
+        self.embed_batcher.close()
+        self.rerank_batcher.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.background_pool.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------ sync side (Collection)
+
+    def encode_sync(self, thunks: Sequence[Callable[[], Encoded]], background: bool = False) -> list[Encoded]:
+        """Encode on a pool from a worker thread; errors carry the item index (``at_item``)."""
+        from ..errors import at_item
+
+        pool = self.background_pool if background else self.pool
+        futures: list[Future] = [pool.submit(thunk) for thunk in thunks]
+        out = []
+        try:
+            for i, future in enumerate(futures):
+                try:
+                    out.append(future.result())
+                except VlsearchError as exc:
+                    raise at_item(i, exc) from None
+        finally:
+            for future in futures:
+                future.cancel()
+        return out
+
+
+def _bind(function: Callable[..., Encoded], *args: Any) -> Callable[[], Encoded]:
+    return lambda: function(*args)
+
+
+class BatchedEmbedder:
+    """The ``Embedder`` interface that ``Collection`` uses, run through the server's batcher.
+
+    ``background=True`` decodes on the ingestion threads instead of the request threads.
+    """
+
+    def __init__(self, models: Models, background: bool = False) -> None:
+        self._models, self._background = models, background
+        self.model_id = models.embedder.model_id
+        self.dim = models.embedder.dim
+
+    @property
+    def fingerprint(self) -> str:
+        return self._models.fingerprint
+
+    def embed(self, items: Iterable[ItemLike] | ItemLike, *, instruction: str | None = None, dim: int | None = None,
+              precision: Precision = "float32", progress: bool | None = None) -> np.ndarray:
+        """Same contract as ``Embedder.embed`` (``progress`` is ignored)."""
+        items = as_items(items)
+        if not items:
+            return quantize(np.zeros((0, dim or self.dim), np.float32), precision)
+        encoder = self._models.embedder.encode
+        with self._models.embed_batcher.reserve() as slot:
+            encoded = self._models.encode_sync([_bind(encoder, item, instruction) for item in items],
+                                               self._background)
+            future = slot.submit(encoded)
+        rows = np.asarray(future.result(), dtype=np.float32).reshape(len(items), -1)
+        return quantize(truncate_dim(rows, dim), precision)
+
+
+class BatchedReranker:
+    """The ``Reranker`` interface that ``Collection`` uses, run through the server's batcher."""
+
+    def __init__(self, models: Models) -> None:
+        assert models.reranker is not None
+        self._models = models
+        self.model_id = models.reranker.model_id
+
+    def score(self, query: ItemLike, documents: Iterable[ItemLike], instruction: str | None = None,
+              **options: Any) -> list[float]:
+        """Same contract as ``Reranker.score``."""
+        reranker = self._models.reranker
+        assert reranker is not None
+        with self._models.rerank_batcher.reserve() as slot:
+            thunks = reranker.encode_pairs(query, documents, instruction, eager=False,
+                                           fps=options.get("fps"), max_frames=options.get("max_frames"))
+            encoded = self._models.encode_sync(thunks)
+            future = slot.submit(encoded)
+        return list(future.result())
