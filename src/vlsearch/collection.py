@@ -29,6 +29,7 @@ from .ingest.discover import Found, content_hash
 from .ingest.extractors import Piece, piece_item
 from .items import Item
 from .models.embedder import Embedder
+from .models.remote import RemoteEmbedder, RemoteReranker, is_remote
 from .models.reranker import Reranker
 from .stores import FileEntry, Record, VectorStore, open_store
 from .stores.base import make_record_id
@@ -129,9 +130,11 @@ class Collection:
 
     Args:
         name: a collection name (under ``$VLSEARCH_HOME``) or a directory path.
-        model: embedding model (hub id or directory); default: the one the collection was built
-            with, else ``$VLSEARCH_EMBEDDER``, else Qwen3-VL-Embedding-2B.
-        reranker: reranking model; default ``$VLSEARCH_RERANKER``, else Qwen3-VL-Reranker-2B.
+        model: embedding model: hub id, directory, or the URL of a model server (vlsearch's, or
+            OpenAI-compatible; key from ``$VLSEARCH_API_KEY``); default: the one the collection was
+            built with, else ``$VLSEARCH_EMBEDDER``, else Qwen3-VL-Embedding-2B.
+        reranker: reranking model (the same forms; a server URL speaks Cohere/Jina rerank);
+            default ``$VLSEARCH_RERANKER``, else Qwen3-VL-Reranker-2B.
         dim: Matryoshka dimension of the stored vectors (default: the model's full size).
         instruction: the query instruction recorded with the collection.
         create: False refuses to open a collection that does not exist.
@@ -175,7 +178,7 @@ class Collection:
     def embedder(self) -> Embedder:
         """The embedding model, loaded once, checked against the collection's record."""
         if self._embedder is None:
-            embedder = self._given_embedder or Embedder(self.model_name, **self.model_options)
+            embedder = self._given_embedder or _load(self.model_name, Embedder, RemoteEmbedder, self.model_options)
             known = self.meta.get("fingerprint")
             if known and known != embedder.fingerprint:
                 raise StoreError(
@@ -190,7 +193,7 @@ class Collection:
     @property
     def reranker(self) -> Reranker:
         if self._reranker is None:
-            self._reranker = Reranker(self.reranker_name, **self.model_options)
+            self._reranker = _load(self.reranker_name, Reranker, RemoteReranker, self.model_options)
         return self._reranker
 
     def _record_meta(self, layout: dict[str, Any]) -> None:
@@ -406,6 +409,13 @@ LAYOUT_FIELDS = ("max_pixels", "min_pixels", "segment_seconds", "video_fps", "vi
 def _layout(options: ExtractOptions) -> dict[str, Any]:
     """The extraction options that decide what an item is (pages, segments, chunks)."""
     return {name: getattr(options, name) for name in LAYOUT_FIELDS}
+
+
+def _load(name: str, local: type, remote: type, options: dict[str, Any]) -> Any:
+    """A local model, or a remote one when ``name`` is a server URL (``$VLSEARCH_API_KEY`` as its key)."""
+    if is_remote(name):
+        return remote(name, api_key=os.environ.get("VLSEARCH_API_KEY"))
+    return local(name, **options)
 
 
 def _under(source: str, root: str) -> bool:

@@ -83,7 +83,8 @@ def create_app(config: ServerConfig | None = None, *, models: Models | None = No
     @app.get("/v1/models")
     async def list_models() -> JSONResponse:
         data = [{"id": models.embedder_name, "object": "model", "owned_by": "vlsearch", "type": "embedding",
-                 "dimensions": models.embedder.dim, "created": int(_STARTED)}]
+                 "dimensions": models.embedder.dim, "fingerprint": models.embedder.fingerprint,
+                 "created": int(_STARTED)}]
         if models.reranker is not None:
             data.append({"id": models.reranker_name, "object": "model", "owned_by": "vlsearch", "type": "rerank",
                          "created": int(_STARTED)})

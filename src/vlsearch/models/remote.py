@@ -1,0 +1,255 @@
+"""The Embedder and Reranker interfaces over HTTP.
+
+``RemoteEmbedder`` talks to any OpenAI-compatible ``/v1/embeddings`` endpoint (this
+project's server, vLLM, others); ``RemoteReranker`` to a Cohere/Jina-compatible
+``/v1/rerank``. Media are read and checked here, with the same limits as the local
+models, and sent inline as data URIs with their original bytes, so the server decodes
+exactly the pixels a local model would.
+
+The server is one the user configured (often on the same machine), so these clients do
+not apply the private-address guard that protects URL *inputs* (``media/fetch.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import mimetypes
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..errors import InputError, ModelError, VlsearchError, at_item, in_context
+from ..items import Item, ItemLike
+from ..media.images import MediaLimits, is_url, load_image, read_source
+from .embedder import Precision, as_items, quantize, truncate_dim
+from .qwen3vl import normalise_instruction, split_videos
+
+
+class _Client:
+    """JSON over HTTP with an optional bearer key; errors become vlsearch errors."""
+
+    def __init__(self, url: str, api_key: str | None, timeout: float) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise InputError(f"{url}: a remote model URL must start with http:// or https://")
+        base = url.rstrip("/")
+        self.base = base if base.endswith("/v1") else base + "/v1"
+        self.api_key, self.timeout = api_key, timeout
+
+    def call(self, route: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        url = f"{self.base}/{route}"
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, headers=headers, method="GET" if body is None else "POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            message = _error_message(exc.read())
+            kind = InputError if exc.code in (400, 413, 422) else ModelError
+            raise kind(f"{url}: HTTP {exc.code}: {message}") from None
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise ModelError(f"{url}: cannot reach the model server ({getattr(exc, 'reason', exc)})") from None
+        except json.JSONDecodeError:
+            raise ModelError(f"{url}: the answer is not JSON") from None
+
+
+def _error_message(raw: bytes) -> str:
+    try:
+        body = json.loads(raw)
+        error = body.get("error", body)
+        return str(error.get("message", error) if isinstance(error, dict) else error)[:500]
+    except (ValueError, AttributeError):
+        return raw[:200].decode(errors="replace")
+
+
+def data_uri(source: Any, limits: MediaLimits, kind: str) -> str:
+    """A media input as a data URI: a file's own bytes, a PIL image as PNG; URLs pass through."""
+    if isinstance(source, str) and (source.startswith("data:") or is_url(source)):
+        return source
+    if isinstance(source, Image.Image):
+        buffer = io.BytesIO()
+        source.save(buffer, format="PNG")
+        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    if kind == "image":
+        load_image(source, limits)  # refuse bad or oversized images here, with the local message
+    data = read_source(source, limits)
+    mime = mimetypes.guess_type(str(source))[0] if isinstance(source, (str, Path)) else None
+    mime = mime or ("image/png" if kind == "image" else "video/mp4")
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def content_parts(item: Item, limits: MediaLimits) -> list[dict[str, Any]]:
+    """OpenAI-style content parts of an item: videos, then images, then texts (the model's order)."""
+    parts: list[dict[str, Any]] = []
+    for video in split_videos(item.video):
+        if isinstance(video, list):  # a video given as frames: the url is the list of frames
+            parts.append({"type": "video_url", "video_url": {"url": [data_uri(f, limits, "image") for f in video]},
+                          **({"fps": item.fps} if item.fps else {})})
+        else:
+            parts.append({"type": "video_url", "video_url": {"url": data_uri(video, limits, "video")},
+                          **({"fps": item.fps} if item.fps else {}),
+                          **({"max_frames": item.max_frames} if item.max_frames else {})})
+    images = item.image if isinstance(item.image, (list, tuple)) else [] if item.image is None else [item.image]
+    parts += [{"type": "image_url", "image_url": {"url": data_uri(i, limits, "image")}} for i in images]
+    texts = item.text if isinstance(item.text, (list, tuple)) else [] if item.text is None else [item.text]
+    parts += [{"type": "text", "text": t} for t in texts]
+    if not parts or not any(p.get("text", "x").strip() for p in parts):
+        raise InputError("empty item: no text, image or video")
+    return parts
+
+
+class RemoteEmbedder:
+    """``Embedder`` over HTTP: the same ``embed`` call, vectors computed by a model server.
+
+    Args:
+        url: the server, e.g. "http://127.0.0.1:8000" (``/v1`` is added when missing).
+        model: model name sent with each request (the server's default when None).
+        api_key: sent as ``Authorization: Bearer``.
+        instruction: default instruction for items without one (None: the server's default).
+        batch_size: items per request (the server batches requests together again).
+        limits: caps on media, checked before anything is sent.
+
+    Example:
+        >>> emb = RemoteEmbedder("http://127.0.0.1:8000")
+        >>> emb.embed(["a dog on a beach", {"image": "dog.jpg"}]).shape
+        (2, 2048)
+    """
+
+    def __init__(self, url: str, *, model: str | None = None, api_key: str | None = None,
+                 instruction: str | None = None, timeout: float = 300.0, batch_size: int = 32,
+                 limits: MediaLimits | None = None) -> None:
+        self.client = _Client(url, api_key, timeout)
+        self.model_id, self.instruction, self.batch_size = model, instruction, batch_size
+        self.limits = limits or MediaLimits()
+        self._info: dict[str, Any] | None = None
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The server's description of the model (``GET /v1/models``), fetched once."""
+        if self._info is None:
+            models = self.client.call("models").get("data", [])
+            chosen = [m for m in models if m.get("id") == self.model_id] or \
+                [m for m in models if m.get("type", "embedding") == "embedding"]
+            self._info = chosen[0] if chosen else {}
+        return self._info
+
+    @property
+    def dim(self) -> int:
+        """The full embedding dimension (asked of the server, else measured on a probe)."""
+        known = self.info.get("dim") or self.info.get("dimensions")
+        return int(known) if known else int(self.embed(["dimension probe"]).shape[1])
+
+    @property
+    def fingerprint(self) -> str:
+        """The weights' fingerprint when the server tells it, else the URL and model name."""
+        return str(self.info.get("fingerprint") or f"remote:{self.client.base}:{self.model_id or ''}")
+
+    def embed(self, items: Iterable[ItemLike] | ItemLike, *, instruction: str | None = None,
+              dim: int | None = None, precision: Precision = "float32", progress: bool | None = None) -> np.ndarray:
+        """Like ``Embedder.embed``: (n, d) float32 unit rows, or int8 / packed bits."""
+        items = as_items(items)
+        quantize(np.zeros((0, 8), np.float32), precision)
+        requests: dict[str | None, list[tuple[int, Any]]] = {}
+        for index, item in enumerate(items):
+            try:
+                parts = content_parts(item, self.limits)
+            except VlsearchError as exc:
+                raise at_item(index, exc) from None
+            text_only = len(parts) == 1 and parts[0]["type"] == "text"
+            key = normalise_instruction(item.instruction or instruction) or self.instruction
+            requests.setdefault(key, []).append((index, parts[0]["text"] if text_only else parts))
+        rows: list[np.ndarray | None] = [None] * len(items)
+        for key, entries in requests.items():
+            for start in range(0, len(entries), self.batch_size):
+                chunk = entries[start:start + self.batch_size]
+                body = {"input": [payload for _, payload in chunk], "encoding_format": "base64",
+                        **({"model": self.model_id} if self.model_id else {}),
+                        **({"instruction": key} if key else {})}
+                answer = self.client.call("embeddings", body)
+                for entry in sorted(answer.get("data", []), key=lambda e: e["index"]):
+                    rows[chunk[entry["index"]][0]] = _vector(entry["embedding"])
+        if any(row is None for row in rows):
+            raise ModelError(f"{self.client.base}: the server returned fewer embeddings than inputs")
+        if not rows:
+            return quantize(np.zeros((0, dim or self.dim), np.float32), precision)
+        vectors = np.stack(rows)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return quantize(truncate_dim(vectors, dim), precision)
+
+
+def _vector(embedding: Any) -> np.ndarray:
+    if isinstance(embedding, str):
+        return np.frombuffer(base64.b64decode(embedding), dtype="<f4").astype(np.float32)
+    return np.asarray(embedding, dtype=np.float32)
+
+
+class RemoteReranker:
+    """``Reranker`` over HTTP (Cohere/Jina ``/v1/rerank``): the same ``score`` and ``rank``.
+
+    Example:
+        >>> RemoteReranker("http://127.0.0.1:8000").score("capital of France", ["Paris", "Rome"])
+        [0.97, 0.02]
+    """
+
+    def __init__(self, url: str, *, model: str | None = None, api_key: str | None = None,
+                 timeout: float = 300.0, batch_size: int = 64, limits: MediaLimits | None = None) -> None:
+        self.client = _Client(url, api_key, timeout)
+        self.model_id, self.batch_size = model, batch_size
+        self.limits = limits or MediaLimits()
+
+    def _document(self, item: Item) -> Any:
+        parts = content_parts(item, self.limits)
+        if len(parts) == 1 and parts[0]["type"] == "text":
+            return parts[0]["text"]
+        texts = [p["text"] for p in parts if p["type"] == "text"]
+        images = [p["image_url"]["url"] for p in parts if p["type"] == "image_url"]
+        if len(images) > 1 or len(parts) != len(texts) + len(images):
+            return {"content": parts}
+        return {**({"text": " ".join(texts)} if texts else {}), **({"image": images[0]} if images else {})}
+
+    def score(self, query: ItemLike, documents: Iterable[ItemLike], instruction: str | None = None,
+              **_: Any) -> list[float]:
+        """One relevance in [0, 1] per document, in the documents' order."""
+        try:
+            q = self._document(Item.of(query))
+        except VlsearchError as exc:
+            raise in_context("query", exc) from None
+        docs = as_items(documents)
+        payload = []
+        for index, doc in enumerate(docs):
+            try:
+                payload.append(self._document(doc))
+            except VlsearchError as exc:
+                raise at_item(index, exc) from None
+        scores: list[float] = []
+        for start in range(0, len(payload), self.batch_size):
+            chunk = payload[start:start + self.batch_size]
+            body = {"query": q, "documents": chunk, "top_n": len(chunk), "return_documents": False,
+                    **({"model": self.model_id} if self.model_id else {}),
+                    **({"instruction": instruction} if instruction else {})}
+            results = self.client.call("rerank", body).get("results", [])
+            by_index = {r["index"]: float(r["relevance_score"]) for r in results}
+            if len(by_index) != len(chunk):
+                raise ModelError(f"{self.client.base}: {len(by_index)} scores for {len(chunk)} documents")
+            scores += [by_index[i] for i in range(len(chunk))]
+        return scores
+
+    def rank(self, query: ItemLike, documents: Sequence[ItemLike], top_k: int | None = None,
+             instruction: str | None = None, **options: Any) -> list[tuple[int, float]]:
+        """(index, score) pairs, best first."""
+        scores = self.score(query, documents, instruction, **options)
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        return [(i, scores[i]) for i in order[: top_k if top_k is not None else len(order)]]
+
+
+def is_remote(model: str | None) -> bool:
+    """Whether a model name is a server URL."""
+    return bool(model) and str(model).startswith(("http://", "https://"))
