@@ -33,6 +33,7 @@ from .models.remote import RemoteEmbedder, RemoteReranker, is_remote
 from .models.reranker import Reranker
 from .stores import FileEntry, Record, VectorStore, open_store
 from .stores.base import make_record_id
+from .stores.lancedb import _read_json, _write_json
 
 DEFAULT_EMBEDDER = "Qwen/Qwen3-VL-Embedding-2B"
 DEFAULT_RERANKER = "Qwen/Qwen3-VL-Reranker-2B"
@@ -61,8 +62,22 @@ def list_collections() -> list[str]:
 
 
 def _exists(path: Path) -> bool:
-    """A collection exists once its metadata is written (its first ``add`` loaded a model)."""
-    return (path / "store" / "meta.json").is_file()
+    """A collection exists once its metadata is written (its first ``add`` loaded a model);
+    one in an external store (Milvus) records that store in ``collection.json`` just before."""
+    return (path / "store" / "meta.json").is_file() or (path / "collection.json").is_file()
+
+
+def _store_uri(path: Path, store: str | None) -> str:
+    """The collection's store: the one recorded in ``collection.json``, else ``store``, else the
+    local LanceDB directory; a ``store`` that contradicts the recorded one is refused."""
+    local = str(path / "store")
+    if store is not None and "://" not in store:
+        store = str(Path(store).expanduser().resolve())
+    recorded = _read_json(path / "collection.json").get("store") or (local if _exists(path) else None)
+    if store is not None and recorded is not None and store != recorded:
+        raise StoreError(f"collection {path.name!r} lives in {recorded}; it cannot be opened with store {store} "
+                         "(index into a new collection instead)")
+    return recorded or store or local
 
 
 @dataclass
@@ -139,6 +154,9 @@ class Collection:
         instruction: the query instruction recorded with the collection.
         create: False refuses to open a collection that does not exist.
         model_options: keyword options for ``Embedder``/``Reranker`` (device, dtype ...).
+        store: where the records live when not in the collection directory's LanceDB: a Milvus Lite
+            ``.db`` file or ``milvus://host:19530[/collection]``; recorded at the first ``add``, so
+            later opens need not repeat it (a different one is refused).
         loaded_embedder, loaded_reranker: models already loaded (shared, e.g. by the server), used
             instead of loading ``model``/``reranker``; the embedder is still checked against the
             collection's fingerprint and dimension.
@@ -152,12 +170,13 @@ class Collection:
     def __init__(self, name: str, *, model: str | None = None, reranker: str | None = None,
                  dim: int | None = None, instruction: str | None = None, create: bool = True,
                  model_options: dict[str, Any] | None = None, loaded_embedder: Embedder | None = None,
-                 loaded_reranker: Reranker | None = None) -> None:
+                 loaded_reranker: Reranker | None = None, store: str | None = None) -> None:
         self.name = name
         self.path = collection_path(name)
         if not create and not _exists(self.path):
             raise StoreError(f"no collection {name!r} (looked in {self.path})")
-        self.store: VectorStore = open_store(str(self.path / "store"))
+        self.store_uri = _store_uri(self.path, store)
+        self.store: VectorStore = open_store(self.store_uri)
         self.meta = self.store.read_meta()
         recorded = self.meta.get("model")
         if dim is not None and self.meta.get("dim") not in (None, dim):
@@ -204,6 +223,9 @@ class Collection:
         self.meta = {"model": self.model_name, "fingerprint": embedder.fingerprint, "dim": self.dim,
                      "instruction": self.instruction, "layout": layout,
                      "created": datetime.now(timezone.utc).isoformat(), "vlsearch": __version__}
+        if self.store_uri != str(self.path / "store"):
+            self.path.mkdir(parents=True, exist_ok=True)
+            _write_json(self.path / "collection.json", {"store": self.store_uri})
         self.store.write_meta(self.meta)
 
     def extract_options(self, options: ExtractOptions | None = None) -> ExtractOptions:
@@ -397,8 +419,13 @@ class Collection:
     def remove(name: str) -> None:
         """Delete a collection and everything in it."""
         path = collection_path(name)
-        if not (path / "store").is_dir():
+        if not (path / "store").is_dir() and not (path / "collection.json").is_file():
             raise StoreError(f"no collection {name!r} (looked in {path})")
+        external = _read_json(path / "collection.json").get("store")
+        if external:
+            drop = getattr(open_store(external), "drop", None)
+            if drop is not None:
+                drop()
         shutil.rmtree(path)
 
 

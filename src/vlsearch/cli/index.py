@@ -15,6 +15,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                                         "files (chunks). Only new or changed files are embedded.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched recursively)")
     p.add_argument("--collection", "-c", default="default", help="collection name or directory (default: default)")
+    p.add_argument("--store", metavar="URI",
+                   help="keep the records in Milvus: a Milvus Lite file (PATH.db) or milvus://host:19530[/collection]; "
+                        "recorded with the collection (default: LanceDB in the collection directory)")
     p.add_argument("--dim", type=int, help="Matryoshka dimension to store (default: the model's full size)")
     p.add_argument("--instruction", help="query instruction recorded with the collection")
     p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only paths matching (repeatable)")
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..collection import Collection
 
     collection = Collection(args.collection, model=args.model, dim=args.dim, instruction=args.instruction,
-                            model_options=model_options(args))
+                            model_options=model_options(args), store=args.store)
     options = collection.extract_options()
     if args.segment_seconds:
         options = replace(options, segment_seconds=args.segment_seconds)

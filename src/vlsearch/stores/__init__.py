@@ -1,4 +1,4 @@
-"""Vector stores: the :class:`VectorStore` protocol and its backends (LanceDB embedded default).
+"""Vector stores: the :class:`VectorStore` protocol and its backends (LanceDB embedded default, Milvus).
 
 Example:
     >>> from vlsearch.stores import open_store

@@ -1,6 +1,6 @@
 """The vector store interface: records, hits, per-file ingestion state, and the protocol.
 
-Every backend (LanceDB embedded, Milvus later) implements :class:`VectorStore`; the
+Every backend (LanceDB embedded, Milvus) implements :class:`VectorStore`; the
 pipeline code in ``collection.py`` only ever talks to this protocol.
 """
 
@@ -179,19 +179,43 @@ class VectorStore(Protocol):
 def open_store(uri: str, dim: int | None = None) -> VectorStore:
     """Open (or create lazily) the store at ``uri``.
 
-    A local path (or ``file://`` URI) opens a LanceDB store; ``milvus://`` is reserved for
-    the Milvus backend, which is not available yet.
+    - a local directory (or ``file://`` URI): LanceDB, the embedded default;
+    - a path ending in ``.db``: a Milvus Lite file;
+    - ``milvus://host:19530[/collection]`` (``milvus+https://`` for TLS): a Milvus server, the
+      collection defaulting to ``vlsearch``; ``user:password@`` in the URI or
+      ``$VLSEARCH_MILVUS_TOKEN`` authenticates.
+
+    The Milvus forms need ``pip install 'vlsearch[milvus]'``.
 
     Example:
         >>> store = open_store("/tmp/vlsearch-index", dim=2048)  # doctest: +SKIP
+        >>> store = open_store("milvus://localhost:19530/papers")  # doctest: +SKIP
     """
-    from vlsearch.errors import StoreError
+    import os
+    from urllib.parse import unquote, urlsplit
+
+    from vlsearch.errors import InputError, MissingExtraError, StoreError
 
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
-    if scheme in ("milvus", "milvus+http", "milvus+https"):
-        raise StoreError(f"{uri}: the Milvus backend is not available yet; use a local directory path")
+    if scheme in ("milvus", "milvus+http", "milvus+https") or (scheme in ("", "file") and uri.endswith(".db")):
+        try:
+            from vlsearch.stores.milvus import MilvusStore
+        except ImportError as e:
+            raise MissingExtraError("pymilvus", "milvus") from e
+        if not scheme or scheme == "file":
+            path = uri[len("file://"):] if scheme == "file" else uri
+            return MilvusStore(os.path.expanduser(path), dim=dim)
+        parts = urlsplit(uri)
+        if not parts.hostname:
+            raise InputError(f"{uri}: expected milvus://host:port[/collection]")
+        token = (f"{unquote(parts.username or '')}:{unquote(parts.password or '')}" if parts.username
+                 else os.environ.get("VLSEARCH_MILVUS_TOKEN"))
+        http = "https" if scheme == "milvus+https" else "http"
+        server = f"{http}://{parts.hostname}:{parts.port or 19530}"
+        return MilvusStore(server, collection=parts.path.strip("/") or "vlsearch", dim=dim, token=token)
     if scheme not in ("", "file"):
-        raise StoreError(f"{uri}: unsupported store URI scheme {scheme!r}; use a local directory path")
+        raise StoreError(f"{uri}: unsupported store URI scheme {scheme!r}; use a local directory, "
+                         "a Milvus Lite .db file or milvus://host:port[/collection]")
     from vlsearch.stores.lancedb import LanceStore
 
     return LanceStore(uri[len("file://"):] if scheme == "file" else uri, dim=dim)
