@@ -1,8 +1,8 @@
 """``create_app(config)``: the FastAPI app (OpenAI embeddings, Cohere/Jina rerank, collections).
 
 Routes: ``POST /v1/embeddings``, ``POST /v1/rerank``, ``GET /v1/models``, the collection and job
-routes of ``collections.py``, ``GET /health``, ``GET /metrics``. A web page placed in
-``server/static/index.html`` is served at ``/``.
+routes of ``collections.py``, ``GET /health``, ``GET /metrics``. The web page in
+``server/static/`` is served at ``/`` (index.html), its scripts and styles under ``/static/``.
 """
 
 from __future__ import annotations
@@ -136,10 +136,15 @@ def create_app(config: ServerConfig | None = None, *, models: Models | None = No
                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     app.include_router(build_router(config, models, collections, jobs, guard))
-    if (STATIC / "index.html").is_file():
+    if (STATIC / "index.html").is_file():  # the page at /, its files under /static (other paths keep 404/405)
+        from fastapi.responses import FileResponse
         from fastapi.staticfiles import StaticFiles
 
-        app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
+        @app.get("/", include_in_schema=False)
+        async def index() -> FileResponse:
+            return FileResponse(STATIC / "index.html")
+
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(Gate, keys=KeyChecker(config.api_keys), metrics=metrics, max_body=config.max_body_bytes,
                        max_upload=config.max_upload_bytes, is_upload=_is_upload)
     return app

@@ -1,4 +1,4 @@
-"""Collection endpoints: list, describe, search, ingest (uploads or allowed paths), jobs."""
+"""Collection endpoints: list, describe, search, ingest (uploads or allowed paths), media, jobs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..collection import _NAME, Collection
@@ -25,6 +25,13 @@ from .runtime import BatchedEmbedder, BatchedReranker, Models
 from .schemas import IngestRequest, SearchRequest
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_ITEM_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# what the media route serves, by extension: the kinds ingestion reads, never text or HTML
+MEDIA_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".mkv": "video/x-matroska", ".webm": "video/webm",
+               ".avi": "video/x-msvideo", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+               ".webp": "image/webp", ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff",
+               ".gif": "image/gif", ".pdf": "application/pdf"}
 
 
 class Collections:
@@ -175,6 +182,11 @@ def build_router(config: ServerConfig, models: Models, collections: Collections,
         return JSONResponse({"job_id": job.id, "object": "ingest_job", "status": job.status,
                              "collection": name, "files": len(paths)}, status_code=202)
 
+    @router.get("/v1/collections/{name}/items/{item_id}/media")
+    async def media(name: str, item_id: str, request: Request) -> Response:
+        path, media_type = await run_in_threadpool(_media_source, collections, name, item_id)
+        return _file_response(path, media_type, request.headers.get("range"))
+
     @router.get("/v1/jobs")
     async def list_jobs() -> JSONResponse:
         return JSONResponse({"object": "list", "data": [j.to_dict() for j in jobs.list()]})
@@ -184,6 +196,68 @@ def build_router(config: ServerConfig, models: Models, collections: Collections,
         return JSONResponse(jobs.get(job_id).to_dict())
 
     return router
+
+
+def _media_source(collections: Collections, name: str, item_id: str) -> tuple[Path, str]:
+    """The source file of an item, only if the collection recorded it as indexed and it is unchanged."""
+    collection = collections.get(name)
+    missing = APIError(404, f"no item {item_id!r} in collection {name!r}", "not_found_error", "item_not_found")
+    if not _ITEM_ID.match(item_id):
+        raise missing
+    records = collection.store.get([item_id])
+    if not records:
+        raise missing
+    record = records[0]
+    media_type = MEDIA_TYPES.get(os.path.splitext(record.source)[1].lower())
+    if record.modality == "text" or media_type is None:
+        raise APIError(404, f"item {item_id!r} is text: it has no media to serve", "not_found_error", "no_media")
+    entry = collection.store.files().get(record.source)
+    if entry is None or entry.status != "done":
+        raise missing
+    path = Path(record.source)
+    try:
+        stat = path.lstat()
+    except OSError:
+        stat = None
+    if stat is None or not path.is_file() or path.is_symlink() or (stat.st_size, stat.st_mtime) != (entry.size,
+                                                                                                    entry.mtime):
+        raise APIError(404, f"the source of item {item_id!r} is missing or changed since it was indexed",
+                       "not_found_error", "source_changed")
+    return path, media_type
+
+
+def _file_response(path: Path, media_type: str, range_header: str | None) -> Response:
+    """The file, or the one byte range asked for (206; 416 when outside the file). Several ranges
+    in one header are answered with the whole file, as RFC 9110 allows."""
+    size = path.stat().st_size
+    headers = {"accept-ranges": "bytes", "x-content-type-options": "nosniff",
+               "content-security-policy": "sandbox", "cache-control": "private, max-age=60"}
+    start, end, status = 0, size - 1, 200
+    match = _RANGE.match((range_header or "").strip().replace(" ", ""))
+    if match and match.group(1) + match.group(2):
+        first, last = match.groups()
+        if first:
+            start, end = int(first), min(int(last), size - 1) if last else size - 1
+        else:  # a suffix: the last N bytes
+            start = max(size - int(last), 0)
+        if start >= size or start > end:
+            return Response(status_code=416, headers={**headers, "content-range": f"bytes */{size}"})
+        status = 206
+        headers["content-range"] = f"bytes {start}-{end}/{size}"
+    headers["content-length"] = str(end - start + 1)
+
+    def chunks() -> Any:
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            left = end - start + 1
+            while left > 0:
+                block = handle.read(min(left, 1 << 18))
+                if not block:
+                    return
+                left -= len(block)
+                yield block
+
+    return StreamingResponse(chunks(), status_code=status, media_type=media_type, headers=headers)
 
 
 def _summary(collection: Collection, info: dict[str, Any] | None = None) -> dict[str, Any]:

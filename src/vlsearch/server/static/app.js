@@ -1,0 +1,288 @@
+// The vlsearch web page: search a collection (text and/or image), play video hits, add files.
+const $ = (selector) => document.querySelector(selector);
+const ui = {
+  collection: $('#collection'), info: $('#collection-info'), key: $('#api-key'), form: $('#search'),
+  query: $('#query'), image: $('#query-image'), preview: $('#query-preview'), rerank: $('#rerank'),
+  topK: $('#top-k'), where: $('#where'), message: $('#message'), summary: $('#summary'), results: $('#results'),
+  target: $('#upload-collection'), drop: $('#drop'), files: $('#upload-files'), job: $('#job'),
+  progress: $('#job-progress'), jobStatus: $('#job-status'), failures: $('#job-failures'),
+  player: $('#player'), playerTitle: $('#player-title'), video: $('#player-video'),
+};
+let queryImage = null; // data URI of the query image
+let blobUrl = null; // the video fetched with the API key, when one is set
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key.includes('-')) node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  node.append(...children.filter((child) => child !== null && child !== undefined && child !== false));
+  return node;
+}
+
+const basename = (path) => path.split(/[\\/]/).pop();
+const enc = encodeURIComponent;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function clock(seconds) {
+  const s = Math.max(0, seconds);
+  const whole = Math.floor(s);
+  const tenths = Math.round((s - whole) * 10) % 10;
+  return `${Math.floor(whole / 60)}:${String(whole % 60).padStart(2, '0')}${tenths ? `.${tenths}` : ''}`;
+}
+
+function authHeaders(extra = {}) {
+  const key = ui.key.value.trim();
+  return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
+}
+
+// fetch JSON; a failed request throws the message of the server's JSON error body
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: authHeaders(options.headers) });
+  const text = await response.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  if (!response.ok) throw new Error(body?.error?.message || `${response.status} ${response.statusText}`);
+  return body;
+}
+
+function show(error) {
+  ui.message.textContent = error ? String(error.message || error) : '';
+  ui.message.hidden = !error;
+}
+
+// ------------------------------------------------------------------ collections
+
+async function loadCollections(choose) {
+  try {
+    const { data } = await api('/v1/collections');
+    const wanted = choose || ui.collection.value || localStorage.getItem('vlsearch.collection');
+    const options = data.map((c) => el('option', { value: c.name, textContent: c.name }));
+    ui.collection.replaceChildren(...(options.length ? options
+      : [el('option', { value: '', textContent: 'no collections yet', disabled: true })]));
+    if (data.some((c) => c.name === wanted)) ui.collection.value = wanted;
+    ui.collection.dataset.info = JSON.stringify(Object.fromEntries(data.map((c) => [c.name, c])));
+    collectionChanged();
+  } catch (error) {
+    show(error);
+  }
+}
+
+async function loadModels() {
+  try {
+    const { data } = await api('/v1/models');
+    const reranker = data.some((m) => m.type === 'rerank');
+    ui.rerank.disabled = !reranker;
+    if (!reranker) ui.rerank.checked = false;
+    ui.rerank.parentElement.title = reranker ? '' : 'this server has no reranker loaded';
+  } catch { /* loadCollections shows the error */ }
+}
+
+function collectionChanged() {
+  const name = ui.collection.value;
+  const c = JSON.parse(ui.collection.dataset.info || '{}')[name];
+  const failed = c?.failed_files ? `, ${c.failed_files} failed` : '';
+  ui.info.textContent = c ? `${c.items} items from ${c.files} files${failed}` : '';
+  if (name) {
+    localStorage.setItem('vlsearch.collection', name);
+    ui.target.value = name;
+  } else if (!ui.target.value) {
+    ui.target.value = 'uploads';
+  }
+}
+
+// ------------------------------------------------------------------ query image: file picker or paste
+
+function setQueryImage(file) {
+  if (!file || !file.type.startsWith('image/')) return;
+  const reader = new FileReader();
+  reader.onload = () => {
+    queryImage = reader.result;
+    ui.preview.querySelector('img').src = queryImage;
+    ui.preview.hidden = false;
+  };
+  reader.readAsDataURL(file);
+}
+
+function clearQueryImage() {
+  queryImage = null;
+  ui.image.value = '';
+  ui.preview.hidden = true;
+  ui.preview.querySelector('img').removeAttribute('src');
+}
+
+// ------------------------------------------------------------------ search
+
+async function search(event) {
+  event.preventDefault();
+  show(null);
+  const name = ui.collection.value;
+  const text = ui.query.value.trim();
+  if (!name) return show('Choose a collection first (or add files below).');
+  if (!text && !queryImage) return show('Type a query, or choose or paste an image.');
+  const body = { top_k: Number(ui.topK.value) || 10, rerank: ui.rerank.checked };
+  if (text) body.query = text;
+  if (queryImage) body.image = queryImage;
+  if (ui.where.value.trim()) body.where = ui.where.value.trim();
+  const button = ui.form.querySelector('button[type=submit]');
+  button.disabled = true;
+  ui.results.setAttribute('aria-busy', 'true');
+  ui.summary.textContent = 'Searching…';
+  const started = performance.now();
+  try {
+    const data = await api(`/v1/collections/${enc(name)}/search`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+    });
+    ui.results.replaceChildren(...data.results.map((r) => card(r, name)));
+    const ms = Math.round(performance.now() - started);
+    ui.summary.textContent = data.results.length
+      ? `${data.results.length} results in ${ms} ms, ${data.reranked ? 'reranked' : 'vector scores only'}`
+      : 'No results.';
+  } catch (error) {
+    ui.results.replaceChildren();
+    ui.summary.textContent = '';
+    show(error);
+  } finally {
+    button.disabled = false;
+    ui.results.removeAttribute('aria-busy');
+  }
+}
+
+function card(r, collection) {
+  const name = basename(r.source);
+  const locator = r.page != null ? `page ${r.page}`
+    : r.start != null ? `${clock(r.start)} – ${clock(r.end)}` : '';
+  const picture = r.thumbnail ? el('img', { src: r.thumbnail, alt: `${name} ${locator}`.trim() })
+    : el('p', { className: 'snippet', textContent: r.text.slice(0, 300) });
+  const thumb = r.modality === 'video'
+    ? el('button', { type: 'button', className: 'thumb play', 'aria-label': `Play ${name} from ${clock(r.start)}`,
+      onclick: () => play(r, collection).catch(show) }, picture)
+    : el('div', { className: 'thumb' }, picture);
+  const score = (label, value, cls) => [el('dt', { textContent: label }),
+    el('dd', { className: cls, textContent: value.toFixed(3) })];
+  return el('li', { className: 'card', 'data-modality': r.modality, 'data-id': r.id },
+    thumb,
+    el('div', { className: 'meta' }, el('span', { className: 'badge', textContent: r.modality.replace('_', ' ') }),
+      el('span', { className: 'rank', textContent: `#${r.rank}` })),
+    el('p', { className: 'source', title: r.source, textContent: name }),
+    locator && el('p', { className: 'locator', textContent: locator }),
+    el('dl', { className: 'scores' }, ...score('vector', r.vector_score, 'vector-score'),
+      ...(r.rerank_score != null ? score('rerank', r.rerank_score, 'rerank-score') : [])),
+    r.thumbnail && r.text ? el('p', { className: 'text', textContent: r.text.slice(0, 160) }) : null);
+}
+
+async function play(r, collection) {
+  const url = `/v1/collections/${enc(collection)}/items/${enc(r.id)}/media`;
+  let src = url;
+  if (ui.key.value.trim()) { // a <video> cannot send the Authorization header: fetch the file with it
+    const response = await fetch(url, { headers: authHeaders() });
+    if (!response.ok) throw new Error((await response.json().catch(() => null))?.error?.message || response.statusText);
+    blobUrl = URL.createObjectURL(await response.blob());
+    src = blobUrl;
+  }
+  ui.playerTitle.textContent = `${basename(r.source)}, ${clock(r.start)} – ${clock(r.end)}`;
+  ui.video.addEventListener('loadedmetadata', () => {
+    if (Math.abs(ui.video.currentTime - r.start) > 0.25) ui.video.currentTime = r.start;
+  }, { once: true });
+  ui.video.src = `${src}#t=${r.start},${r.end}`;
+  ui.player.showModal();
+  ui.video.play().catch(() => { /* autoplay refused: the controls remain */ });
+}
+
+function closePlayer() {
+  ui.video.pause();
+  ui.video.removeAttribute('src');
+  ui.video.load();
+  if (blobUrl) URL.revokeObjectURL(blobUrl);
+  blobUrl = null;
+}
+
+// ------------------------------------------------------------------ upload and ingestion jobs
+
+async function upload(files) {
+  const name = ui.target.value.trim();
+  if (!files.length) return;
+  if (!name || !ui.target.checkValidity()) {
+    show('Give a collection name: letters, digits, ".", "_" and "-".');
+    ui.target.focus();
+    return;
+  }
+  show(null);
+  const form = new FormData();
+  for (const file of files) form.append('files', file, file.name);
+  ui.job.hidden = false;
+  ui.failures.replaceChildren();
+  ui.progress.removeAttribute('value');
+  ui.jobStatus.textContent = `Uploading ${files.length} file${files.length > 1 ? 's' : ''}…`;
+  try {
+    const { job_id: id } = await api(`/v1/collections/${enc(name)}/ingest`, { method: 'POST', body: form });
+    let job;
+    do {
+      await sleep(300);
+      job = await api(`/v1/jobs/${enc(id)}`);
+      renderJob(job);
+    } while (job.status === 'queued' || job.status === 'running');
+    await loadCollections(name);
+  } catch (error) {
+    ui.jobStatus.textContent = 'Upload failed.';
+    show(error);
+  }
+}
+
+function renderJob(job) {
+  const { files_done: done, files_total: total, items } = job.progress;
+  const report = job.report;
+  const failed = report?.failed || [];
+  ui.progress.max = total || 1;
+  ui.progress.value = job.status === 'done' ? ui.progress.max : done;
+  if (job.status === 'failed') {
+    ui.jobStatus.textContent = `Failed: ${job.error}`;
+  } else if (job.status === 'done') {
+    ui.jobStatus.textContent = `Done: ${report.seen} files, ${report.items} items embedded; ${report.new} new, `
+      + `${report.changed} changed, ${report.unchanged} unchanged, ${report.skipped} skipped, ${failed.length} failed`;
+  } else {
+    ui.jobStatus.textContent = `${job.status === 'queued' ? 'Queued' : 'Indexing'}: `
+      + `${done} of ${total ?? '?'} files, ${items} items`;
+  }
+  ui.job.dataset.status = job.status;
+  ui.failures.replaceChildren(...failed.map((f) => el('li', { textContent: `${basename(f.source)}: ${f.reason}` })));
+}
+
+// ------------------------------------------------------------------ wiring
+
+ui.key.value = localStorage.getItem('vlsearch.apiKey') || '';
+ui.key.addEventListener('change', () => {
+  const key = ui.key.value.trim();
+  if (key) localStorage.setItem('vlsearch.apiKey', key); else localStorage.removeItem('vlsearch.apiKey');
+  show(null);
+  loadModels();
+  loadCollections();
+});
+ui.collection.addEventListener('change', collectionChanged);
+ui.form.addEventListener('submit', search);
+ui.image.addEventListener('change', () => setQueryImage(ui.image.files[0]));
+$('#clear-image').addEventListener('click', clearQueryImage);
+document.addEventListener('paste', (event) => {
+  const file = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith('image/'));
+  if (file) {
+    event.preventDefault();
+    setQueryImage(file);
+  }
+});
+ui.files.addEventListener('change', () => {
+  upload([...ui.files.files]);
+  ui.files.value = '';
+});
+for (const type of ['dragenter', 'dragover']) {
+  ui.drop.addEventListener(type, (event) => { event.preventDefault(); ui.drop.classList.add('over'); });
+}
+ui.drop.addEventListener('dragleave', () => ui.drop.classList.remove('over'));
+ui.drop.addEventListener('drop', (event) => {
+  event.preventDefault();
+  ui.drop.classList.remove('over');
+  upload([...event.dataTransfer.files]);
+});
+ui.player.addEventListener('close', closePlayer);
+loadModels();
+loadCollections();
