@@ -30,14 +30,14 @@ def model_options(args: argparse.Namespace) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import eval as evaluate
-    from . import index, manage, search, serve
+    from . import index, manage, parity, search, serve
 
     parser = argparse.ArgumentParser(
         prog="vlsearch", description="Multimodal search over folders of PDFs, images, videos and text "
                                      "with Qwen3-VL-Embedding and Qwen3-VL-Reranker.")
     parser.add_argument("--version", action="version", version=f"vlsearch {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (index, search, manage, serve, evaluate):
+    for module in (index, search, manage, serve, evaluate, parity):
         module.register(commands)
     return parser
 

@@ -2,7 +2,10 @@
 
 ``RemoteEmbedder`` talks to any OpenAI-compatible ``/v1/embeddings`` endpoint (this
 project's server, vLLM, others); ``RemoteReranker`` to a Cohere/Jina-compatible
-``/v1/rerank``. Media are read and checked here, with the same limits as the local
+``/v1/rerank``. ``api`` picks the request shape: ``"vlsearch"`` (this project's server:
+content parts and an ``instruction`` field), ``"vllm"`` (vLLM's chat-style embedding
+requests and ``{"content": parts}`` rerank documents, see docs/vllm.md), ``"openai"`` (plain
+text only) or ``"auto"`` (asks ``/v1/models``). Media are read and checked here, with the same limits as the local
 models, and sent inline as data URIs with their original bytes, so the server decodes
 exactly the pixels a local model would.
 
@@ -19,7 +22,7 @@ import mimetypes
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 from PIL import Image
@@ -27,8 +30,14 @@ from PIL import Image
 from ..errors import InputError, ModelError, VlsearchError, at_item, in_context
 from ..items import Item, ItemLike
 from ..media.images import MediaLimits, is_url, load_image, read_source
+from .embedder import DEFAULT_INSTRUCTION as EMBED_INSTRUCTION
 from .embedder import Precision, as_items, quantize, truncate_dim
 from .qwen3vl import normalise_instruction, split_videos
+from .reranker import DEFAULT_INSTRUCTION as RERANK_INSTRUCTION
+
+
+Api = Literal["auto", "vlsearch", "vllm", "openai"]
+APIS = ("auto", "vlsearch", "vllm", "openai")
 
 
 class _Client:
@@ -40,6 +49,26 @@ class _Client:
         base = url.rstrip("/")
         self.base = base if base.endswith("/v1") else base + "/v1"
         self.api_key, self.timeout = api_key, timeout
+        self._models: list[dict[str, Any]] | None = None
+
+    def models(self) -> list[dict[str, Any]]:
+        """``GET /v1/models``, fetched once."""
+        if self._models is None:
+            self._models = list(self.call("models").get("data", []))
+        return self._models
+
+    def resolve(self, api: str) -> str:
+        """The request shape: ``api`` itself, or for "auto" the one the server's model list implies."""
+        if api not in APIS:
+            raise InputError(f"api must be one of {', '.join(APIS)}, not {api!r}")
+        if api != "auto":
+            return api
+        models = self.models()
+        if any(m.get("fingerprint") for m in models):
+            return "vlsearch"
+        if any(m.get("owned_by") == "vllm" for m in models):
+            return "vllm"
+        return "openai"
 
     def call(self, route: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         url = f"{self.base}/{route}"
@@ -106,6 +135,26 @@ def content_parts(item: Item, limits: MediaLimits) -> list[dict[str, Any]]:
     return parts
 
 
+def _is_text(parts: list[dict[str, Any]]) -> bool:
+    return len(parts) == 1 and parts[0]["type"] == "text"
+
+
+def _check_vllm(item: Item) -> None:
+    """Refuse what vLLM's request shape cannot carry (rather than drop it silently)."""
+    if any(isinstance(v, list) for v in split_videos(item.video)):
+        raise InputError("a video given as frames cannot be sent to vLLM: give a video file")
+    if item.video is not None and (item.fps or item.max_frames):
+        raise InputError("vLLM samples video frames with the server's settings: fps and max_frames "
+                         "cannot be set per item (see docs/vllm.md)")
+
+
+def _plain_text(parts: list[dict[str, Any]]) -> str:
+    if not _is_text(parts):
+        raise InputError("this server speaks plain OpenAI (text only): images and videos need "
+                         "api='vlsearch' or api='vllm'")
+    return parts[0]["text"]
+
+
 class RemoteEmbedder:
     """``Embedder`` over HTTP: the same ``embed`` call, vectors computed by a model server.
 
@@ -116,6 +165,10 @@ class RemoteEmbedder:
         instruction: default instruction for items without one (None: the server's default).
         batch_size: items per request (the server batches requests together again).
         limits: caps on media, checked before anything is sent.
+        api: request shape: "vlsearch", "vllm" (one chat-style request per item: the instruction
+            as the system message, the item as the user message), "openai" (plain text, no
+            instruction) or "auto" (vlsearch when ``/v1/models`` reports a fingerprint, vllm when
+            it reports ``owned_by: vllm``, else openai).
 
     Example:
         >>> emb = RemoteEmbedder("http://127.0.0.1:8000")
@@ -125,17 +178,27 @@ class RemoteEmbedder:
 
     def __init__(self, url: str, *, model: str | None = None, api_key: str | None = None,
                  instruction: str | None = None, timeout: float = 300.0, batch_size: int = 32,
-                 limits: MediaLimits | None = None) -> None:
+                 limits: MediaLimits | None = None, api: Api = "auto") -> None:
         self.client = _Client(url, api_key, timeout)
         self.model_id, self.instruction, self.batch_size = model, instruction, batch_size
         self.limits = limits or MediaLimits()
         self._info: dict[str, Any] | None = None
+        self._api: str = api
+        if api not in APIS:
+            self.client.resolve(api)  # raises the InputError
+
+    @property
+    def api(self) -> str:
+        """The request shape in use ("auto" resolved on first use)."""
+        if self._api == "auto":
+            self._api = self.client.resolve("auto")
+        return self._api
 
     @property
     def info(self) -> dict[str, Any]:
         """The server's description of the model (``GET /v1/models``), fetched once."""
         if self._info is None:
-            models = self.client.call("models").get("data", [])
+            models = self.client.models()
             chosen = [m for m in models if m.get("id") == self.model_id] or \
                 [m for m in models if m.get("type", "embedding") == "embedding"]
             self._info = chosen[0] if chosen else {}
@@ -157,16 +220,28 @@ class RemoteEmbedder:
         """Like ``Embedder.embed``: (n, d) float32 unit rows, or int8 / packed bits."""
         items = as_items(items)
         quantize(np.zeros((0, 8), np.float32), precision)
+        api = self.api
         requests: dict[str | None, list[tuple[int, Any]]] = {}
         for index, item in enumerate(items):
+            key = normalise_instruction(item.instruction or instruction) or self.instruction
             try:
                 parts = content_parts(item, self.limits)
+                if api == "vllm":
+                    _check_vllm(item)
+                elif api == "openai":
+                    parts = [{"type": "text", "text": _plain_text(parts)}]
+                    if key:
+                        raise InputError("a plain OpenAI embeddings server takes no instruction")
             except VlsearchError as exc:
                 raise at_item(index, exc) from None
-            text_only = len(parts) == 1 and parts[0]["type"] == "text"
-            key = normalise_instruction(item.instruction or instruction) or self.instruction
-            requests.setdefault(key, []).append((index, parts[0]["text"] if text_only else parts))
+            requests.setdefault(key, []).append((index, parts[0]["text"] if _is_text(parts) and api != "vllm"
+                                                 else parts))
         rows: list[np.ndarray | None] = [None] * len(items)
+        if api == "vllm":
+            for key, entries in requests.items():
+                for index, parts in entries:
+                    rows[index] = self._embed_vllm(parts, key)
+            requests = {}
         for key, entries in requests.items():
             for start in range(0, len(entries), self.batch_size):
                 chunk = entries[start:start + self.batch_size]
@@ -184,6 +259,19 @@ class RemoteEmbedder:
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return quantize(truncate_dim(vectors, dim), precision)
 
+    def _embed_vllm(self, parts: list[dict[str, Any]], instruction: str | None) -> np.ndarray:
+        """One item through vLLM's chat-style embeddings: system = instruction, user = the item,
+        then an open assistant turn, so the last token is the one the model pools (docs/vllm.md)."""
+        messages = [{"role": "system", "content": [{"type": "text", "text": instruction or EMBED_INSTRUCTION}]},
+                    {"role": "user", "content": parts},
+                    {"role": "assistant", "content": [{"type": "text", "text": ""}]}]
+        body = {"messages": messages, "encoding_format": "float", "continue_final_message": True,
+                "add_special_tokens": True, **({"model": self.model_id} if self.model_id else {})}
+        data = self.client.call("embeddings", body).get("data", [])
+        if len(data) != 1:
+            raise ModelError(f"{self.client.base}: {len(data)} embeddings for one input")
+        return _vector(data[0]["embedding"])
+
 
 def _vector(embedding: Any) -> np.ndarray:
     if isinstance(embedding, str):
@@ -200,15 +288,32 @@ class RemoteReranker:
     """
 
     def __init__(self, url: str, *, model: str | None = None, api_key: str | None = None,
-                 timeout: float = 300.0, batch_size: int = 64, limits: MediaLimits | None = None) -> None:
+                 timeout: float = 300.0, batch_size: int = 64, limits: MediaLimits | None = None,
+                 api: Api = "auto") -> None:
         self.client = _Client(url, api_key, timeout)
         self.model_id, self.batch_size = model, batch_size
         self.limits = limits or MediaLimits()
+        self._api: str = api
+        if api not in APIS:
+            self.client.resolve(api)  # raises the InputError
+
+    @property
+    def api(self) -> str:
+        """The request shape in use: "vlsearch", "vllm" (``{"content": parts}`` for media), "openai"
+        (plain Cohere-style text), or "auto" resolved from ``/v1/models`` on first use."""
+        if self._api == "auto":
+            self._api = self.client.resolve("auto")
+        return self._api
 
     def _document(self, item: Item) -> Any:
         parts = content_parts(item, self.limits)
-        if len(parts) == 1 and parts[0]["type"] == "text":
+        if _is_text(parts):
             return parts[0]["text"]
+        if self.api == "vllm":
+            _check_vllm(item)
+            return {"content": parts}
+        if self.api == "openai":
+            return _plain_text(parts)
         texts = [p["text"] for p in parts if p["type"] == "text"]
         images = [p["image_url"]["url"] for p in parts if p["type"] == "image_url"]
         if len(images) > 1 or len(parts) != len(texts) + len(images):
@@ -223,6 +328,9 @@ class RemoteReranker:
         except VlsearchError as exc:
             raise in_context("query", exc) from None
         docs = as_items(documents)
+        if self.api in ("vllm", "openai") and instruction and instruction.strip() != RERANK_INSTRUCTION:
+            raise InputError(f"{self.client.base}: this rerank API takes no per-request instruction; for vLLM "
+                             "put it in the served chat template (docs/vllm.md)")
         payload = []
         for index, doc in enumerate(docs):
             try:
@@ -232,9 +340,10 @@ class RemoteReranker:
         scores: list[float] = []
         for start in range(0, len(payload), self.batch_size):
             chunk = payload[start:start + self.batch_size]
-            body = {"query": q, "documents": chunk, "top_n": len(chunk), "return_documents": False,
+            body = {"query": q, "documents": chunk, "top_n": len(chunk),
+                    **({"return_documents": False} if self.api != "vllm" else {}),
                     **({"model": self.model_id} if self.model_id else {}),
-                    **({"instruction": instruction} if instruction else {})}
+                    **({"instruction": instruction} if instruction and self.api == "vlsearch" else {})}
             results = self.client.call("rerank", body).get("results", [])
             by_index = {r["index"]: float(r["relevance_score"]) for r in results}
             if len(by_index) != len(chunk):
