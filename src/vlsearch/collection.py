@@ -58,10 +58,10 @@ def collection_path(name: str) -> Path:
 def list_collections() -> list[str]:
     """Names of the collections under the home directory."""
     root = vlsearch_home() / "collections"
-    return sorted(p.name for p in root.iterdir() if _exists(p)) if root.is_dir() else []
+    return sorted(p.name for p in root.iterdir() if collection_exists(p)) if root.is_dir() else []
 
 
-def _exists(path: Path) -> bool:
+def collection_exists(path: Path) -> bool:
     """A collection exists once its metadata is written (its first ``add`` loaded a model);
     one in an external store (Milvus) records that store in ``collection.json`` just before."""
     return (path / "store" / "meta.json").is_file() or (path / "collection.json").is_file()
@@ -73,7 +73,7 @@ def _store_uri(path: Path, store: str | None) -> str:
     local = str(path / "store")
     if store is not None and "://" not in store:
         store = str(Path(store).expanduser().resolve())
-    recorded = _read_json(path / "collection.json").get("store") or (local if _exists(path) else None)
+    recorded = _read_json(path / "collection.json").get("store") or (local if collection_exists(path) else None)
     if store is not None and recorded is not None and store != recorded:
         raise StoreError(f"collection {path.name!r} lives in {recorded}; it cannot be opened with store {store} "
                          "(index into a new collection instead)")
@@ -173,7 +173,7 @@ class Collection:
                  loaded_reranker: Reranker | None = None, store: str | None = None) -> None:
         self.name = name
         self.path = collection_path(name)
-        if not create and not _exists(self.path):
+        if not create and not collection_exists(self.path):
             raise StoreError(f"no collection {name!r} (looked in {self.path})")
         self.store_uri = _store_uri(self.path, store)
         self.store: VectorStore = open_store(self.store_uri)
@@ -245,7 +245,8 @@ class Collection:
     def add(self, paths: Sequence[str | os.PathLike], *, include: Sequence[str] = (), exclude: Sequence[str] = (),
             prune: bool = False, workers: int = 2, options: ExtractOptions | None = None,
             progress: bool | None = None, batch_items: int = 64, retry_failed: bool = False,
-            follow_symlinks: bool = True, on_progress: Callable[[int, int, int], None] | None = None) -> IndexReport:
+            follow_symlinks: bool = True, on_progress: Callable[[int, int, int], None] | None = None,
+            engine: str = "local", ray_address: str | None = None) -> IndexReport:
         """Index new and changed files under ``paths``; failures are recorded, never fatal.
 
         Args:
@@ -260,7 +261,12 @@ class Collection:
             follow_symlinks: False skips symbolic links met inside directories (the given paths
                 themselves are always followed).
             on_progress: called as ``on_progress(files_done, files_total, items)`` as files complete.
+            engine: "local" (worker processes and this process's model) or "ray": decoding and
+                embedding on a Ray cluster (``pip install 'vlsearch[ray]'``; see ``ray_ingest``).
+            ray_address: the Ray cluster to join (default: a running ``ray.init``, else a local one).
         """
+        if engine not in ("local", "ray"):
+            raise InputError(f"engine must be 'local' or 'ray', not {engine!r}")
         started = time.perf_counter()
         report = IndexReport()
         options = self.extract_options(options)
@@ -305,7 +311,10 @@ class Collection:
         if todo:
             previous = {str(f.path) for f, _ in todo if str(f.path) in known}
             ingest = _Ingest(self, report, progress, batch_items, previous, on_progress)
-            ingest.run(extract_all(todo, options, workers=workers), len(todo))
+            if engine == "ray":
+                self._add_on_ray(ingest, todo, options, ray_address)
+            else:
+                ingest.run(extract_all(todo, options, workers=workers), len(todo))
         self._write_marks()
         if prune:
             gone = [s for s in known if s not in present and any(_under(s, r) for r in roots)]
@@ -316,6 +325,21 @@ class Collection:
         self.store.optimize()
         report.seconds = time.perf_counter() - started
         return report
+
+    @staticmethod
+    def _add_on_ray(ingest: _Ingest, todo: list[tuple[Found, str]], options: ExtractOptions,
+                    address: str | None) -> None:
+        """The extract + embed stage on a Ray cluster (a local one is started and stopped here)."""
+        from .ray_ingest import connect, ray_extract_embed
+
+        started = connect(address)
+        try:
+            ray_extract_embed(ingest, todo, options)
+        finally:
+            if started:
+                import ray
+
+                ray.shutdown()
 
     def _fail(self, report: IndexReport, source: str, reason: str, digest: str = "") -> None:
         report.failed.append((source, reason))

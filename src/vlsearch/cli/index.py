@@ -25,6 +25,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--prune", action="store_true", help="drop items of files that no longer exist under PATH")
     p.add_argument("--retry-failed", action="store_true", help="try again files that failed before, unchanged")
     p.add_argument("--workers", type=int, default=2, help="decoding processes (0: in-process)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="decode and embed on a Ray cluster (pip install 'vlsearch[ray]'): ADDRESS (auto, "
+                        "ray://host:10001) joins one; without it a local cluster runs in this process")
     p.add_argument("--segment-seconds", type=float, help="video segment length (default 30)")
     p.add_argument("--chunk-chars", type=int, help="text chunk size in characters (default 1500)")
     p.add_argument("--max-pages", type=int, help="refuse PDFs with more pages (default 10000)")
@@ -47,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         options = replace(options, max_pages=args.max_pages)
     report = collection.add(args.paths, include=args.include, exclude=args.exclude, prune=args.prune,
                             workers=args.workers, options=options, progress=False if args.quiet else None,
-                            retry_failed=args.retry_failed)
+                            retry_failed=args.retry_failed, engine="local" if args.ray is None else "ray",
+                            ray_address=args.ray or None)
     if not args.quiet:
         print(report.summary(), file=sys.stderr)
     return EXIT_PARTIAL if report.failed else EXIT_OK

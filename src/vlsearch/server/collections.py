@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..collection import _NAME, Collection
+from ..collection import _NAME, Collection, collection_exists
 from ..errors import InputError, StoreError
 from ..items import Item
 from .config import ServerConfig, display_name
@@ -54,10 +54,10 @@ class Collections:
         return self.root / name
 
     def exists(self, name: str) -> bool:
-        return (self.path(name) / "store").is_dir()
+        return collection_exists(self.path(name))
 
     def names(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if (p / "store").is_dir()) if self.root.is_dir() else []
+        return sorted(p.name for p in self.root.iterdir() if collection_exists(p)) if self.root.is_dir() else []
 
     def open(self, name: str, create: bool = False, background: bool = False) -> Collection:
         """A new ``Collection`` object (jobs use their own); 404 when missing and not ``create``."""
