@@ -13,6 +13,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from vlsearch.errors import InputError, StoreError
+
 Modality = Literal["text", "image", "pdf_page", "video"]
 MODALITIES: tuple[str, ...] = ("text", "image", "pdf_page", "video")
 FileStatus = Literal["done", "failed"]
@@ -115,6 +117,44 @@ class FileEntry:
     size: int = 0
 
 
+def check_vector(vector: Any, name: str) -> np.ndarray:
+    """``vector`` as a finite, non-zero float32 array of shape (dim,); InputError naming ``name`` else."""
+    try:
+        vec = np.asarray(vector, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{name}: vector is not numeric: {e}") from e
+    if vec.ndim != 1 or vec.shape[0] == 0:
+        raise InputError(f"{name}: vector must have shape (dim,), got {vec.shape}")
+    if not np.isfinite(vec).all():
+        raise InputError(f"{name}: vector has non-finite values (NaN or inf)")
+    if not np.any(vec):
+        raise InputError(f"{name}: vector is all zeros (cosine is undefined)")
+    return vec
+
+
+def checked_batch(records: Sequence[Record], dim: int | None) -> tuple[list[Record], list[np.ndarray], int]:
+    """Records to write, de-duplicated by id (the last wins), with checked vectors of one length.
+
+    ``dim`` is the store's (None for a new store: the first vector's). Every backend's ``add``
+    starts here, so all refuse the same bad records with the same messages.
+    """
+    batch = list({rec.id: rec for rec in records}.values())
+    vectors = []
+    for rec in batch:
+        if not isinstance(rec.id, str) or not rec.id:
+            raise InputError(f"record id must be a non-empty str, got {rec.id!r}")
+        if rec.modality not in MODALITIES:
+            raise InputError(f"record {rec.id!r}: modality must be one of {MODALITIES}, got {rec.modality!r}")
+        if rec.vector is None:
+            raise InputError(f"record {rec.id!r}: vector is None")
+        vec = check_vector(rec.vector, f"record {rec.id!r}")
+        dim = dim or vec.shape[0]
+        if vec.shape[0] != dim:
+            raise StoreError(f"record {rec.id!r}: vector has dim {vec.shape[0]}, the store holds {dim}-d vectors")
+        vectors.append(vec)
+    return batch, vectors, int(dim or 0)
+
+
 @runtime_checkable
 class VectorStore(Protocol):
     """What every vector store backend offers.
@@ -194,7 +234,7 @@ def open_store(uri: str, dim: int | None = None) -> VectorStore:
     import os
     from urllib.parse import unquote, urlsplit
 
-    from vlsearch.errors import InputError, MissingExtraError, StoreError
+    from vlsearch.errors import MissingExtraError
 
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     if scheme in ("milvus", "milvus+http", "milvus+https") or (scheme in ("", "file") and uri.endswith(".db")):

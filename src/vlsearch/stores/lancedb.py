@@ -28,7 +28,7 @@ import pyarrow as pa
 from lancedb.index import BTree, HnswSq, IvfRq, IvfSq
 
 from vlsearch.errors import InputError, StoreError
-from vlsearch.stores.base import MODALITIES, FileEntry, Hit, Record
+from vlsearch.stores.base import FileEntry, Hit, Record, check_vector, checked_batch
 
 IndexType = Literal["IVF_SQ", "IVF_RQ", "IVF_HNSW_SQ"]  # IVF_PQ: 230 s to build 100k x 2048 here
 RECORDS, FILES = "records", "files"
@@ -119,17 +119,7 @@ class LanceStore:
         if not records:
             return
         self._sync()
-        batch = list({rec.id: rec for rec in records}.values())
-        dim = self.dim
-        vectors = []
-        for rec in batch:
-            vec = _check_record(rec)
-            if dim is None:
-                dim = vec.shape[0]
-            if vec.shape[0] != dim:
-                raise StoreError(f"record {rec.id!r}: vector has dim {vec.shape[0]}, the store holds {dim}-d vectors")
-            vectors.append(vec)
-        assert dim is not None
+        batch, vectors, dim = checked_batch(records, self.dim)
         table = _to_arrow(batch, np.stack(vectors), dim)
         try:
             if self._records is None:
@@ -172,7 +162,7 @@ class LanceStore:
         self._sync()
         if self._records is None:
             return []
-        q = _check_vector(vector, "query")
+        q = check_vector(vector, "query")
         if q.shape[0] != self.dim:
             raise InputError(f"query: vector has dim {q.shape[0]}, the store holds {self.dim}-d vectors")
         use_exact = exact if exact is not None else self._records.count_rows() < self.ann_threshold
@@ -310,30 +300,6 @@ class LanceStore:
 
 
 # ---------------------------------------------------------------- helpers
-def _check_vector(vector: Any, name: str) -> np.ndarray:
-    try:
-        vec = np.asarray(vector, dtype=np.float32)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"{name}: vector is not numeric: {e}") from e
-    if vec.ndim != 1 or vec.shape[0] == 0:
-        raise InputError(f"{name}: vector must have shape (dim,), got {vec.shape}")
-    if not np.isfinite(vec).all():
-        raise InputError(f"{name}: vector has non-finite values (NaN or inf)")
-    if not np.any(vec):
-        raise InputError(f"{name}: vector is all zeros (cosine is undefined)")
-    return vec
-
-
-def _check_record(rec: Record) -> np.ndarray:
-    if not isinstance(rec.id, str) or not rec.id:
-        raise InputError(f"record id must be a non-empty str, got {rec.id!r}")
-    if rec.modality not in MODALITIES:
-        raise InputError(f"record {rec.id!r}: modality must be one of {MODALITIES}, got {rec.modality!r}")
-    if rec.vector is None:
-        raise InputError(f"record {rec.id!r}: vector is None")
-    return _check_vector(rec.vector, f"record {rec.id!r}")
-
-
 def _to_arrow(batch: list[Record], vectors: np.ndarray, dim: int) -> pa.Table:
     cols: dict[str, list[Any]] = {c: [] for c in _SCALAR_COLUMNS}
     for rec in batch:

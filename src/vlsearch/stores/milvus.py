@@ -37,8 +37,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise MissingExtraError("pymilvus", "milvus") from e
 
 from vlsearch.errors import InputError, StoreError
-from vlsearch.stores.base import FileEntry, Hit, Record
-from vlsearch.stores.lancedb import _check_record, _check_vector
+from vlsearch.stores.base import FileEntry, Hit, Record, check_vector, checked_batch
 
 VARCHAR_MAX = 65_535  # bytes
 MAX_K = 16_384  # Milvus' top-k limit
@@ -153,15 +152,8 @@ class MilvusStore:
         if not records:
             return
         self._sync()
-        batch = list({rec.id: rec for rec in records}.values())
-        dim, rows = self.dim, []
-        for rec in batch:
-            vec = _check_record(rec)
-            dim = dim or vec.shape[0]
-            if vec.shape[0] != dim:
-                raise StoreError(f"record {rec.id!r}: vector has dim {vec.shape[0]}, the store holds {dim}-d vectors")
-            rows.append(_to_row(rec, vec))
-        assert dim is not None
+        batch, vectors, dim = checked_batch(records, self.dim)
+        rows = [_to_row(rec, vec) for rec, vec in zip(batch, vectors)]
         if not self._has_records:
             self._create(self.collection, _record_fields(), dim, "COSINE")
             self.dim, self._has_records = dim, True
@@ -196,7 +188,7 @@ class MilvusStore:
         self._sync()
         if not self._has_records:
             return []
-        q = _check_vector(vector, "query")
+        q = check_vector(vector, "query")
         if q.shape[0] != self.dim:
             raise InputError(f"query: vector has dim {q.shape[0]}, the store holds {self.dim}-d vectors")
         params: dict[str, Any] = {"metric_type": "COSINE"}
