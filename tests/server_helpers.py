@@ -96,3 +96,14 @@ def metric(text: str, name: str, **labels: str) -> float:
         if all(found.get(k, "").strip('"') == v for k, v in labels.items()):
             return float(value)
     return 0.0
+
+
+def wait_for_job(http: Any, job_id: str, timeout: float = 60) -> dict:
+    """Poll ``GET /v1/jobs/{id}`` until the job is done or failed; its last state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = http.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")

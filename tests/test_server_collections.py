@@ -4,13 +4,12 @@ path guard (outside the roots, ``..`` and symbolic links are refused)."""
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
 pytest.importorskip("fastapi")
 
-from server_helpers import assert_clean_error, data_uri, png_bytes, serve  # noqa: E402
+from server_helpers import assert_clean_error, wait_for_job, data_uri, png_bytes, serve  # noqa: E402
 from vlsearch.server import ServerConfig  # noqa: E402
 
 
@@ -43,16 +42,6 @@ def http(server):
         yield client
 
 
-def wait(http, job_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = http.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
-
-
 def test_ingest_uploads_then_search(http, embedder, tree):
     image = png_bytes(200, 150, seed=7)
     files = [("files", ("notes.txt", b"Sentences about penguins and glaciers. " * 10, "text/plain")),
@@ -61,7 +50,7 @@ def test_ingest_uploads_then_search(http, embedder, tree):
              ("files", ("broken.png", b"not a png at all", "image/png"))]
     response = http.post("/v1/collections/uploads/ingest", files=files)
     assert response.status_code == 202, response.text
-    job = wait(http, response.json()["job_id"])
+    job = wait_for_job(http, response.json()["job_id"])
     assert job["status"] == "done", job
     report = job["report"]
     assert (report["seen"], report["new"], report["skipped"]) == (4, 3, 1)
@@ -107,13 +96,13 @@ def test_ingest_uploads_then_search(http, embedder, tree):
 def test_ingest_allowed_paths(http, tree):
     response = http.post("/v1/collections/paths/ingest", json={"paths": [str(tree / "root" / "docs")]})
     assert response.status_code == 202, response.text
-    job = wait(http, response.json()["job_id"])
+    job = wait_for_job(http, response.json()["job_id"])
     assert job["status"] == "done" and not job["report"]["failed"], job
     assert job["report"]["new"] == 3  # penguins.txt, budget.md, pic.png: the symlink to the outside is skipped
     results = http.post("/v1/collections/paths/search", json={"query": "secret plans", "top_k": 10}).json()["results"]
     assert results and not any("secret" in r["text"] or "outside" in r["source"] for r in results)
     relative = http.post("/v1/collections/paths/ingest", json={"paths": ["docs/penguins.txt"]})
-    assert relative.status_code == 202 and wait(http, relative.json()["job_id"])["report"]["unchanged"] == 1
+    assert relative.status_code == 202 and wait_for_job(http, relative.json()["job_id"])["report"]["unchanged"] == 1
     jobs = http.get("/v1/jobs").json()["data"]
     assert {j["collection"] for j in jobs} >= {"paths"}
 
@@ -146,12 +135,12 @@ def test_collection_built_with_other_weights_is_a_conflict(http, tree):
     import json
 
     files = [("files", ("hello.txt", b"hello there, general", "text/plain"))]
-    assert wait(http, http.post("/v1/collections/conflict/ingest", files=files).json()["job_id"])["status"] == "done"
+    assert wait_for_job(http, http.post("/v1/collections/conflict/ingest", files=files).json()["job_id"])["status"] == "done"
     meta = tree / "home" / "collections" / "conflict" / "store" / "meta.json"
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "fingerprint": "0" * 16}))
     error = assert_clean_error(http.post("/v1/collections/conflict/search", json={"query": "hello"}), 409,
                                "has other weights")
     assert error["type"] == "conflict_error"
     files = [("files", ("more.txt", b"more text", "text/plain"))]
-    job = wait(http, http.post("/v1/collections/conflict/ingest", files=files).json()["job_id"])
+    job = wait_for_job(http, http.post("/v1/collections/conflict/ingest", files=files).json()["job_id"])
     assert job["status"] == "failed" and "has other weights" in job["error"] and job["report"] is None

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 pytest.importorskip("fastapi")
 
 from ingest_files import write_text_pdf, write_video  # noqa: E402
-from server_helpers import assert_clean_error, png_bytes, serve  # noqa: E402
+from server_helpers import assert_clean_error, wait_for_job, png_bytes, serve  # noqa: E402
 from vlsearch.ingest import ExtractOptions  # noqa: E402
 from vlsearch.server import ServerConfig  # noqa: E402
 
@@ -23,16 +22,6 @@ CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 KEY = "web-test-key"
-
-
-def wait_job(http, job_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = http.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +50,7 @@ def server(embedder_path, reranker_path, embedder, corpus, tmp_path_factory):
     with serve(config) as running, running.client() as http:
         for name, keys in (("web", ("picture", "pdf", "video")), ("other", ("other",))):
             files = [("files", (corpus[k].name, corpus[k].read_bytes())) for k in keys]
-            job = wait_job(http, http.post(f"/v1/collections/{name}/ingest", files=files).json()["job_id"])
+            job = wait_for_job(http, http.post(f"/v1/collections/{name}/ingest", files=files).json()["job_id"])
             assert job["status"] == "done" and not job["report"]["failed"], job
         yield running
 
@@ -130,7 +119,7 @@ def test_media_needs_the_api_key(embedder_path, tmp_path, corpus):
                           ingest_workers=0)
     with serve(config) as running, running.client(authorization=f"Bearer {KEY}") as http:
         files = [("files", (corpus["picture"].name, corpus["picture"].read_bytes()))]
-        job = wait_job(http, http.post("/v1/collections/keyed/ingest", files=files).json()["job_id"])
+        job = wait_for_job(http, http.post("/v1/collections/keyed/ingest", files=files).json()["job_id"])
         assert job["status"] == "done", job
         item = items(http, "keyed", "modality = 'image'")[0]["id"]
         url = f"/v1/collections/keyed/items/{item}/media"
