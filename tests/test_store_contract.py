@@ -289,3 +289,16 @@ def test_filter_translation() -> None:
     for bad in ("page = 1; DROP", "page + 1 = 2", "(page = 1", "text NOT LIKE 'x'", "  "):
         with pytest.raises(InputError, match="invalid filter"):
             translate_filter(bad)
+
+
+@needs_milvus
+def test_milvus_says_when_it_stores_a_cut_text(tmp_path: Path) -> None:
+    store = MilvusStore(str(tmp_path / "long.db"), collection="long", dim=DIM)
+    long_text = "page text " * 8000  # 80,000 bytes: over Milvus' 65,535-byte VARCHAR
+    store.add([Record(id="p1", source="big.pdf", content_hash="h", modality="pdf_page", page=1, text=long_text,
+                      metadata={"pages": 9}, vector=np.ones(DIM, np.float32))])
+    got = store.get(["p1"])[0]
+    assert long_text.startswith(got.text) and len(got.text) < len(long_text)
+    assert got.metadata == {"pages": 9, "text_truncated_from_bytes": 80_000}
+    store.drop()
+    store.close()

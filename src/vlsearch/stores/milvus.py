@@ -333,8 +333,12 @@ def _cut(text: str | None) -> str:
 
 
 def _to_row(rec: Record, vec: np.ndarray) -> dict[str, Any]:
+    text, size = _cut(rec.text), len((rec.text or "").encode("utf-8"))
+    metadata = rec.metadata or {}
+    if size > VARCHAR_MAX:  # said, not silent: the stored text is a prefix of the indexed text
+        metadata = {**metadata, "text_truncated_from_bytes": size}
     try:
-        meta = json.dumps(rec.metadata or {}, sort_keys=True, ensure_ascii=False)
+        meta = json.dumps(metadata, sort_keys=True, ensure_ascii=False)
     except (TypeError, ValueError) as e:
         raise InputError(f"record {rec.id!r}: metadata is not JSON-serialisable: {e}") from e
     thumb = base64.b64encode(rec.thumbnail).decode("ascii") if rec.thumbnail else None
@@ -346,7 +350,7 @@ def _to_row(rec: Record, vec: np.ndarray) -> dict[str, Any]:
             "start": None if rec.start is None else float(rec.start),
             "end": None if rec.end is None else float(rec.end),
             "chunk": None if rec.chunk is None else int(rec.chunk),
-            "text": _cut(rec.text), "thumbnail": thumb, "metadata": meta, "vector": vec.tolist()}
+            "text": text, "thumbnail": thumb, "metadata": meta, "vector": vec.tolist()}
 
 
 def _to_record(row: dict[str, Any], with_vector: bool = False) -> Record:
