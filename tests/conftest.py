@@ -45,3 +45,10 @@ def reranker(reranker_path):
     from vlsearch import Reranker
 
     return Reranker(reranker_path)
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    """An HTTP client of the test module's own ``server`` fixture (a running vlsearch server)."""
+    with server.client() as client:
+        yield client

@@ -28,12 +28,6 @@ def server(embedder_path, reranker_path, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def http(server):
-    with server.client() as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def image():
     return png_bytes(120, 90, seed=3)
 

@@ -36,12 +36,6 @@ def server(embedder_path, reranker_path, tree):
         yield running
 
 
-@pytest.fixture(scope="module")
-def http(server):
-    with server.client() as client:
-        yield client
-
-
 def test_ingest_uploads_then_search(http, embedder, tree):
     image = png_bytes(200, 150, seed=7)
     files = [("files", ("notes.txt", b"Sentences about penguins and glaciers. " * 10, "text/plain")),

@@ -32,12 +32,6 @@ def server(config):
         yield running
 
 
-@pytest.fixture(scope="module")
-def http(server):
-    with server.client() as client:
-        yield client
-
-
 def image_input(url: str) -> dict:
     return {"input": [[{"type": "image_url", "image_url": {"url": url}}]]}
 

@@ -55,12 +55,6 @@ def server(embedder_path, reranker_path, embedder, corpus, tmp_path_factory):
         yield running
 
 
-@pytest.fixture(scope="module")
-def http(server):
-    with server.client() as client:
-        yield client
-
-
 def items(http, collection: str, where: str) -> list[dict]:
     body = {"query": "anything", "rerank": False, "top_k": 50, "where": where, "thumbnails": False}
     response = http.post(f"/v1/collections/{collection}/search", json=body)
