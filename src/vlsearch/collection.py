@@ -33,7 +33,7 @@ from .models.remote import RemoteEmbedder, RemoteReranker, is_remote
 from .models.reranker import Reranker
 from .stores import FileEntry, Record, VectorStore, open_store
 from .stores.base import make_record_id
-from .stores.lancedb import _read_json, _write_json
+from .files import read_json, write_json
 
 DEFAULT_EMBEDDER = "Qwen/Qwen3-VL-Embedding-2B"
 DEFAULT_RERANKER = "Qwen/Qwen3-VL-Reranker-2B"
@@ -73,7 +73,7 @@ def _store_uri(path: Path, store: str | None) -> str:
     local = str(path / "store")
     if store is not None and "://" not in store:
         store = str(Path(store).expanduser().resolve())
-    recorded = _read_json(path / "collection.json").get("store") or (local if collection_exists(path) else None)
+    recorded = read_json(path / "collection.json").get("store") or (local if collection_exists(path) else None)
     if store is not None and recorded is not None and store != recorded:
         raise StoreError(f"collection {path.name!r} lives in {recorded}; it cannot be opened with store {store} "
                          "(index into a new collection instead)")
@@ -225,7 +225,7 @@ class Collection:
                      "created": datetime.now(timezone.utc).isoformat(), "vlsearch": __version__}
         if self.store_uri != str(self.path / "store"):
             self.path.mkdir(parents=True, exist_ok=True)
-            _write_json(self.path / "collection.json", {"store": self.store_uri})
+            write_json(self.path / "collection.json", {"store": self.store_uri})
         self.store.write_meta(self.meta)
 
     def extract_options(self, options: ExtractOptions | None = None) -> ExtractOptions:
@@ -445,7 +445,7 @@ class Collection:
         path = collection_path(name)
         if not (path / "store").is_dir() and not (path / "collection.json").is_file():
             raise StoreError(f"no collection {name!r} (looked in {path})")
-        external = _read_json(path / "collection.json").get("store")
+        external = read_json(path / "collection.json").get("store")
         if external:
             drop = getattr(open_store(external), "drop", None)
             if drop is not None:

@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import InputError, VlsearchError, in_context
+from ..files import atomic_write
 from ..models.embedder import quantize, truncate_dim
 from .datasets import RetrievalTask
 from .metrics import DEFAULT_METRICS, evaluate, ranked
@@ -71,19 +72,6 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def model_identity(model: Any) -> dict[str, Any]:
     """What decides a model's outputs: weights fingerprint, dtype, vision budget."""
     return {"fingerprint": model.fingerprint, "dtype": str(getattr(model, "dtype", "")),
@@ -116,7 +104,7 @@ class EmbeddingCache:
             chunk = self.chunk_size
             meta = {"task": task.name, "role": role, "count": len(ids), "chunk_size": chunk,
                     "instruction": instruction, "model": getattr(embedder, "model_id", ""), **model_identity(embedder)}
-            _atomic_write(meta_path, lambda f: f.write(json.dumps(meta, indent=2)), "w")
+            atomic_write(meta_path, lambda f: f.write(json.dumps(meta, indent=2)), "w")
         starts = range(0, len(ids), chunk)
         done = sum(min(chunk, len(ids) - s) for s in starts if (folder / f"chunk-{s // chunk:06d}.npy").is_file())
         from tqdm.auto import tqdm
@@ -131,7 +119,7 @@ class EmbeddingCache:
                     continue
                 block = list(ids[start:start + chunk])
                 vecs = self._embed(embedder, task, role, block, instruction)
-                _atomic_write(path, lambda f, v=vecs: np.save(f, v))
+                atomic_write(path, lambda f, v=vecs: np.save(f, v))
                 parts.append(vecs)
                 bar.update(len(block))
                 if embedded:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..collection import _NAME, Collection, collection_exists
 from ..errors import InputError, StoreError
+from ..files import atomic_write
 from ..items import Item
 from .config import ServerConfig, display_name
 from .errors import APIError
@@ -303,7 +303,7 @@ async def _save_uploads(request: Request, folder: Path) -> list[str]:
             while str(target) in saved:
                 target = folder / f"{stem}-{n}{suffix}"
                 n += 1
-            await run_in_threadpool(_write_atomically, upload.file, target)
+            await run_in_threadpool(atomic_write, target, lambda out: shutil.copyfileobj(upload.file, out, 1 << 20))
             saved.append(str(target))
     finally:
         await form.close()
@@ -320,14 +320,3 @@ def safe_filename(name: str) -> str:
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     base = _UNSAFE.sub("_", base).strip("._") or "upload"
     return base[:200]
-
-
-def _write_atomically(source: Any, target: Path) -> None:
-    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=".upload-", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            shutil.copyfileobj(source, out, 1 << 20)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

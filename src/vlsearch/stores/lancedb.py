@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +26,7 @@ import pyarrow as pa
 from lancedb.index import BTree, HnswSq, IvfRq, IvfSq
 
 from vlsearch.errors import InputError, StoreError
+from vlsearch.files import read_json, write_json
 from vlsearch.stores.base import FileEntry, Hit, Record, check_vector, checked_batch
 
 IndexType = Literal["IVF_SQ", "IVF_RQ", "IVF_HNSW_SQ"]  # IVF_PQ: 230 s to build 100k x 2048 here
@@ -241,7 +240,7 @@ class LanceStore:
     # ------------------------------------------------------------------- meta
     def read_meta(self) -> dict[str, Any]:
         """Collection metadata written by :meth:`write_meta`, or {}: ``store.read_meta()["model"]``."""
-        return _read_json(self.path / "meta.json")
+        return read_json(self.path / "meta.json")
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         """Replace the collection metadata atomically (temp file, fsync, rename):
@@ -250,7 +249,7 @@ class LanceStore:
             raise InputError(f"meta must be a dict, got {type(meta).__name__}")
         if "dim" in meta and self.dim is not None and meta["dim"] != self.dim:
             raise StoreError(f"{self.path}: meta says dim={meta['dim']} but the store holds {self.dim}-d vectors")
-        _write_json(self.path / "meta.json", meta)
+        write_json(self.path / "meta.json", meta)
 
     # ------------------------------------------------------------------ index
     def optimize(self) -> None:
@@ -262,7 +261,7 @@ class LanceStore:
         if self._records is None:
             return
         n = self._records.count_rows()
-        built = _read_json(self.path / "index.json")
+        built = read_json(self.path / "index.json")
         has_index = any(ix.columns == ["vector"] for ix in self._records.list_indices())
         # compaction first (and new rows folded into existing indices): an index built
         # before a compaction gets remapped, and searching it measured 2x slower
@@ -286,12 +285,12 @@ class LanceStore:
                 self._records.create_index(column, config=BTree(), replace=True)
         except (OSError, RuntimeError, ValueError) as e:
             raise StoreError(f"{self.path}: building the {kind} index failed: {e}") from e
-        _write_json(self.path / "index.json", {"type": kind, "rows": n, "partitions": parts})
+        write_json(self.path / "index.json", {"type": kind, "rows": n, "partitions": parts})
 
     def _search_params(self, k: int) -> dict[str, int]:
         """ANN parameters: explicit ones, else defaults tuned in bench/bench_store.py for
         recall@10 >= 0.95 against exact search (IVF_SQ, 100k and 1M clustered 2048-d)."""
-        parts = int(_read_json(self.path / "index.json").get("partitions", 1))
+        parts = int(read_json(self.path / "index.json").get("partitions", 1))
         refine = self.refine_factor if self.refine_factor is not None else 10
         if self.index_type == "IVF_HNSW_SQ":
             nprobes = self.nprobes or parts
@@ -338,35 +337,3 @@ def _in_predicates(column: str, values: Sequence[str] | dict[str, None]) -> Iter
     items = list(values)
     for i in range(0, len(items), _IN_CHUNK):
         yield f"{column} IN ({', '.join(_quote(v) for v in items[i:i + _IN_CHUNK])})"
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as e:
-        raise StoreError(f"{path}: unreadable: {e}") from e
-    if not isinstance(data, dict):
-        raise StoreError(f"{path}: expected a JSON object")
-    return data
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    try:
-        text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
-    except (TypeError, ValueError) as e:
-        raise InputError(f"{path.name}: not JSON-serialisable: {e}") from e
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic: readers see the old file or the new one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    os.fsync(dir_fd)  # make the rename itself durable
-    os.close(dir_fd)

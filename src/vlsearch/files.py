@@ -1,0 +1,60 @@
+"""Durable small-file writes: write a temporary file beside the target, fsync, rename.
+
+Readers see the old file or the new one, never a torn one; a killed process leaves at
+most a stray temporary file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from .errors import InputError, StoreError
+
+
+def atomic_write(path: Path, write: Callable[[IO[Any]], Any], mode: str = "wb") -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``.
+
+    Example:
+        >>> atomic_write(Path("vectors.npy"), lambda f: np.save(f, vectors))
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``, or {} when there is no such file; StoreError if unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{path}: unreadable: {e}") from e
+    if not isinstance(data, dict):
+        raise StoreError(f"{path}: expected a JSON object")
+    return data
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace ``path`` with ``data`` as JSON, atomically and durably."""
+    try:
+        text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{path.name}: not JSON-serialisable: {e}") from e
+    atomic_write(path, lambda f: f.write(text), "w")
