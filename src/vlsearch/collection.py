@@ -399,7 +399,8 @@ class Collection:
         return results[:top_k]
 
     def _rerank(self, query: Item, results: list[Result], hits: list[Any], instruction: str | None) -> None:
-        docs, notes = zip(*(self._item_of(h.record) for h in hits))
+        entries, checked = self.store.files(), {}  # one look-up per search, one check per source
+        docs, notes = zip(*(self._item_of(h.record, entries, checked) for h in hits))
         query = Item(text=query.text, image=query.image, video=query.video, fps=query.fps)
         scores = self.reranker.score(query, list(docs), instruction=instruction)
         for result, score, note in zip(results, scores, notes):
@@ -407,21 +408,42 @@ class Collection:
             result.note = note
         results.sort(key=lambda r: (-r.score, -r.vector_score))
 
-    def _item_of(self, record: Record) -> tuple[Item, str]:
+    def _item_of(self, record: Record, entries: dict[str, FileEntry] | None = None,
+                 checked: dict[str, str] | None = None) -> tuple[Item, str]:
         """The model input of a stored record, rebuilt from its source; the thumbnail (and a note
         saying so) when the source is gone or has changed since indexing."""
         if record.modality == "text":
             return Item(text=record.text), ""
-        try:
-            if Path(record.source).exists() and content_hash(record.source) == record.content_hash:
+        checked = {} if checked is None else checked
+        if record.source not in checked:
+            checked[record.source] = self._source_changed(record, (entries or {}).get(record.source))
+        reason = checked[record.source]
+        if not reason:
+            try:
                 return piece_item(record.source, record.modality, record.page, record.start, record.end,
                                   self.extract_options()), ""
-            reason = "source changed or missing since indexing"
-        except VlsearchError as exc:
-            reason = str(exc)
+            except VlsearchError as exc:
+                reason = str(exc)
         if not record.thumbnail:
             raise MediaError(f"{record.source}: cannot rebuild item {record.id} for reranking ({reason})")
         return Item(image=record.thumbnail, text=record.text or None), f"reranked on the thumbnail: {reason}"
+
+    @staticmethod
+    def _source_changed(record: Record, entry: FileEntry | None) -> str:
+        """Empty when the source still holds what was indexed, else why not. Size and time as
+        recorded settle it without reading the file; otherwise the content hash does."""
+        try:
+            stat = os.stat(record.source)
+            if entry is not None and entry.content_hash == record.content_hash and \
+                    (stat.st_size, stat.st_mtime) == (entry.size, entry.mtime):
+                return ""
+            if content_hash(record.source) == record.content_hash:
+                return ""
+        except OSError:
+            pass
+        except VlsearchError as exc:
+            return str(exc)
+        return "source changed or missing since indexing"
 
     # ---------------------------------------------------------------- management
 
