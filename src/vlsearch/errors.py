@@ -6,6 +6,11 @@ Only the CLI and the server translate these into exit codes or HTTP statuses.
 
 from __future__ import annotations
 
+from typing import Callable, Iterable, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
 
 class VlsearchError(Exception):
     """Base class of every error vlsearch raises on purpose."""
@@ -55,3 +60,15 @@ def at_item(index: int, err: VlsearchError) -> VlsearchError:
     new = in_context(f"item {index}", err)
     new.item = index
     return new
+
+
+def each_item(values: Iterable[T], fn: Callable[[T], R], where: Callable[[int], str] | None = None) -> list[R]:
+    """``[fn(v) for v in values]``; the first ``VlsearchError`` is raised again naming its input
+    (``at_item``, or ``where(index)`` when given, e.g. ``lambda i: f"document {i}"``)."""
+    out = []
+    for index, value in enumerate(values):
+        try:
+            out.append(fn(value))
+        except VlsearchError as exc:
+            raise (in_context(where(index), exc) if where else at_item(index, exc)) from None
+    return out

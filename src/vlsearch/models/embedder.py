@@ -6,7 +6,7 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InputError, at_item
+from ..errors import InputError, each_item
 from ..items import Item, ItemLike
 from .base import Qwen3VLBase
 from .qwen3vl import Encoded, encode_conversation, load_item, normalise_instruction
@@ -19,13 +19,7 @@ def as_items(items: Iterable[ItemLike] | ItemLike) -> list[Item]:
     """A list of ``Item`` from a list of dicts/Items/strings (or one of them); errors name the index."""
     if isinstance(items, (str, Mapping, Item)):
         items = [items]
-    out = []
-    for index, value in enumerate(items):
-        try:
-            out.append(Item.of(value))
-        except InputError as exc:
-            raise at_item(index, exc) from None
-    return out
+    return each_item(items, Item.of)
 
 
 def truncate_dim(vectors: np.ndarray, dim: int | None) -> np.ndarray:

@@ -27,7 +27,7 @@ from typing import Any, Iterable, Literal, Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import InputError, ModelError, VlsearchError, at_item, in_context
+from ..errors import InputError, ModelError, VlsearchError, each_item, in_context
 from ..items import Item, ItemLike
 from ..media.images import MediaLimits, is_url, load_image, read_source
 from .embedder import DEFAULT_INSTRUCTION as EMBED_INSTRUCTION
@@ -221,21 +221,22 @@ class RemoteEmbedder:
         items = as_items(items)
         quantize(np.zeros((0, 8), np.float32), precision)
         api = self.api
-        requests: dict[str | None, list[tuple[int, Any]]] = {}
-        for index, item in enumerate(items):
+
+        def prepare(item: Item) -> tuple[str | None, Any]:
+            """(instruction, payload) of one item, checked before anything is sent."""
             key = normalise_instruction(item.instruction or instruction) or self.instruction
-            try:
-                parts = content_parts(item, self.limits)
-                if api == "vllm":
-                    _check_vllm(item)
-                elif api == "openai":
-                    parts = [{"type": "text", "text": _plain_text(parts)}]
-                    if key:
-                        raise InputError("a plain OpenAI embeddings server takes no instruction")
-            except VlsearchError as exc:
-                raise at_item(index, exc) from None
-            requests.setdefault(key, []).append((index, parts[0]["text"] if _is_text(parts) and api != "vllm"
-                                                 else parts))
+            parts = content_parts(item, self.limits)
+            if api == "vllm":
+                _check_vllm(item)
+            elif api == "openai":
+                parts = [{"type": "text", "text": _plain_text(parts)}]
+                if key:
+                    raise InputError("a plain OpenAI embeddings server takes no instruction")
+            return key, parts[0]["text"] if _is_text(parts) and api != "vllm" else parts
+
+        requests: dict[str | None, list[tuple[int, Any]]] = {}
+        for index, (key, payload) in enumerate(each_item(items, prepare)):
+            requests.setdefault(key, []).append((index, payload))
         rows: list[np.ndarray | None] = [None] * len(items)
         if api == "vllm":
             for key, entries in requests.items():
@@ -331,12 +332,7 @@ class RemoteReranker:
         if self.api in ("vllm", "openai") and instruction and instruction.strip() != RERANK_INSTRUCTION:
             raise InputError(f"{self.client.base}: this rerank API takes no per-request instruction; for vLLM "
                              "put it in the served chat template (docs/vllm.md)")
-        payload = []
-        for index, doc in enumerate(docs):
-            try:
-                payload.append(self._document(doc))
-            except VlsearchError as exc:
-                raise at_item(index, exc) from None
+        payload = each_item(docs, self._document)
         scores: list[float] = []
         for start in range(0, len(payload), self.batch_size):
             chunk = payload[start:start + self.batch_size]

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..errors import ModelError, VlsearchError, at_item, in_context
+from ..errors import ModelError, VlsearchError, each_item, in_context
 from ..items import Item, ItemLike
 from .base import Qwen3VLBase
 from .embedder import as_items
@@ -131,13 +131,7 @@ class Reranker(Qwen3VLBase):
         thunks = [pair(i) for i in range(len(docs))]
         if not eager:
             return thunks
-        out = []
-        for i, thunk in enumerate(thunks):
-            try:
-                out.append(thunk())
-            except VlsearchError as exc:
-                raise at_item(i, exc) from None
-        return out
+        return each_item(thunks, lambda thunk: thunk())
 
     def score_encoded(self, encoded: Sequence[Encoded]) -> list[float]:
         """Scores of pairs already encoded with ``encode_pairs``."""

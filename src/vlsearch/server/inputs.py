@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from ..errors import FetchError, InputError, MediaError, VlsearchError, in_context
+from ..errors import FetchError, InputError, MediaError, each_item
 from ..items import Item
 from ..media.images import describe
 from .config import ServerConfig
@@ -191,13 +191,7 @@ def _listed(value: Any) -> list[Any]:
 
 def to_items(values: list[Any], guard: SourceGuard, label: Callable[[int], str]) -> list[Item]:
     """Each value as an ``Item``; an error names the input (``label(i)``)."""
-    items = []
-    for i, value in enumerate(values):
-        try:
-            items.append(to_item(value, guard))
-        except VlsearchError as exc:
-            raise in_context(label(i), exc) from None
-    return items
+    return each_item(values, lambda value: to_item(value, guard), label)
 
 
 def embedding_inputs(value: Any, guard: SourceGuard, max_items: int) -> list[Item]:

@@ -117,21 +117,15 @@ class Models:
 
     def encode_sync(self, thunks: Sequence[Callable[[], Encoded]], background: bool = False) -> list[Encoded]:
         """Encode on a pool from a worker thread; errors carry the item index (``at_item``)."""
-        from ..errors import at_item
+        from ..errors import each_item
 
         pool = self.background_pool if background else self.pool
         futures: list[Future] = [pool.submit(thunk) for thunk in thunks]
-        out = []
         try:
-            for i, future in enumerate(futures):
-                try:
-                    out.append(future.result())
-                except VlsearchError as exc:
-                    raise at_item(i, exc) from None
+            return each_item(futures, Future.result)
         finally:
             for future in futures:
                 future.cancel()
-        return out
 
 
 def _bind(function: Callable[..., Encoded], *args: Any) -> Callable[[], Encoded]:
