@@ -449,9 +449,10 @@ class Collection:
 
     def delete(self, ids: Sequence[str] | None = None, sources: Sequence[str] | None = None) -> int:
         """Remove items by id, or every item of the given source files; returns how many."""
-        removed = self.store.delete(ids=ids, sources=[str(Path(s).expanduser().resolve()) for s in sources or ()] or None)
-        if sources:
-            self.store.forget_files([str(Path(s).expanduser().resolve()) for s in sources])
+        resolved = [str(Path(s).expanduser().resolve()) for s in sources or ()]
+        removed = self.store.delete(ids=ids, sources=resolved or None)
+        if resolved:
+            self.store.forget_files(resolved)
         return removed
 
     def info(self) -> dict[str, Any]:
