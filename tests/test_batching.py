@@ -1,4 +1,4 @@
-"""Batch invariance, token-budget batches and out-of-memory back-off."""
+"""Token-budget batches, out-of-memory back-off and the encoded entry points (invariance: test_invariance.py)."""
 
 from __future__ import annotations
 
@@ -36,31 +36,6 @@ def test_plan_batches_sorts_and_respects_budget():
     assert all(len(b) <= 2 for b in plan_batches(lengths, max_tokens=10_000, max_items=2))
 
 
-def test_embedding_is_exactly_batch_invariant(embedder, media):
-    items = mixed_items(media)
-    together = embedder.embed(items)
-    for i, item in enumerate(items):
-        alone = embedder.embed([item])[0]
-        assert np.array_equal(alone, together[i]), f"item {i} changed with its batch"
-    shuffled = [items[i] for i in (5, 2, 7, 0, 3, 1, 6, 4)]
-    again = embedder.embed(shuffled)
-    for row, i in enumerate((5, 2, 7, 0, 3, 1, 6, 4)):
-        assert np.array_equal(again[row], together[i])
-
-
-def test_small_token_budget_gives_the_same_vectors(embedder_path, embedder, media):
-    items = mixed_items(media)
-    tight = Embedder(embedder_path, batch_tokens=64, max_batch_size=3)
-    assert np.array_equal(tight.embed(items), embedder.embed(items))
-
-
-def test_rerank_is_exactly_batch_invariant(reranker, media):
-    docs = mixed_items(media)
-    together = reranker.score("query text", docs)
-    assert len(together) == len(docs)
-    assert together == [reranker.score("query text", [d])[0] for d in docs]
-
-
 def test_rank_orders_scores(reranker, media):
     docs = mixed_items(media)
     scores = reranker.score("query text", docs)
@@ -68,14 +43,6 @@ def test_rank_orders_scores(reranker, media):
     assert len(ranked) == 3
     assert [s for _, s in ranked] == sorted(scores, reverse=True)[:3]
     assert all(scores[i] == s for i, s in ranked)
-
-
-def test_plain_sdpa_is_also_correct_but_not_batch_invariant(embedder_path, embedder, media):
-    """The row-wise attention is what buys exactness: plain SDPA stays within float error."""
-    items = mixed_items(media)
-    plain = Embedder(embedder_path, attn_implementation="sdpa").embed(items)
-    ours = embedder.embed(items)
-    assert np.abs(plain - ours).max() < 1e-5
 
 
 def test_out_of_memory_batches_are_split_and_retried():
@@ -125,14 +92,6 @@ def test_reranker_loads_head_from_untied_and_tied_checkpoints(reranker_path, emb
     for path in (reranker_path, embedder_path):  # the embedder fixture is tied, the reranker not
         scores = Reranker(path).score("q", ["doc one", "doc two"])
         assert len(scores) == 2 and all(0 < s < 1 for s in scores)
-
-
-def test_rerank_scores_bit_identical_over_many_documents(reranker):
-    """Enough documents that a vectorised sigmoid would round some differently in a batch."""
-    docs = [f"document {i} " + "word " * (i % 7) for i in range(60)]
-    together = reranker.score("query", docs)
-    alone = [reranker.score("query", [d])[0] for d in docs]
-    assert together == alone
 
 
 def test_encoded_entry_points_equal_the_plain_calls(embedder, reranker, media):

@@ -55,6 +55,12 @@ _SIZES = {
                     deepstack_visual_indexes=[5, 11, 17], num_position_embeddings=2304),
     ),
 }
+# The 2B widths with two layers in each tower: per-token GEMM shapes of the real model at a
+# CPU-friendly cost (what batching and invariance choices cost on real matrix sizes).
+_SIZES["2b-shallow"] = dict(
+    text={**_SIZES["2b"]["text"], "num_hidden_layers": 2},
+    vision={**_SIZES["2b"]["vision"], "depth": 2, "deepstack_visual_indexes": [0, 1]},
+)
 
 
 def build_tokenizer(words: int = 400):
@@ -85,7 +91,7 @@ def build_tokenizer(words: int = 400):
 def build_checkpoint(
     path: str | Path,
     *,
-    size: Literal["tiny", "2b"] = "tiny",
+    size: Literal["tiny", "2b-shallow", "2b"] = "tiny",
     seed: int = 0,
     tie_word_embeddings: bool = False,
     weights: bool = True,
@@ -94,7 +100,8 @@ def build_checkpoint(
 
     Args:
         path: target directory (created).
-        size: "tiny" for tests, "2b" for the real Qwen3-VL-2B shapes.
+        size: "tiny" for tests, "2b" for the real Qwen3-VL-2B shapes, "2b-shallow" for its widths
+            with two layers per tower (and the small test vocabulary).
         seed: torch seed for the random weights.
         tie_word_embeddings: share the input embedding with the LM head, as the 2B models do.
         weights: False writes config, tokenizer and processor only.
@@ -116,7 +123,7 @@ def build_checkpoint(
     mrope = text.pop("mrope_section")
     config = Qwen3VLConfig(
         text_config=dict(
-            vocab_size=len(tokenizer) if size == "tiny" else 151936, max_position_embeddings=32768,
+            vocab_size=151936 if size == "2b" else len(tokenizer), max_position_embeddings=32768,
             rope_parameters={"rope_type": "default", "rope_theta": 5_000_000.0,
                              "mrope_section": mrope, "mrope_interleaved": True},
             tie_word_embeddings=tie_word_embeddings, pad_token_id=ids["<|endoftext|>"], **text,

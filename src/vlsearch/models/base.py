@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 from ..media.images import MediaLimits
-from .batching import ROW_LENGTHS, collate, last_token, plan_batches, register_rowwise_attention, run_with_backoff
+from .batching import collate, last_token, plan_batches, run_with_backoff
 from .qwen3vl import (Encoded, VisionBudget, checkpoint_fingerprint, encode_each, load_backbone, pick_device,
                       pick_dtype, resolve_checkpoint)
 
@@ -22,10 +22,14 @@ class Qwen3VLBase:
         dtype: "auto" (bfloat16 on GPU, float32 on CPU), "float32", "bfloat16", "float16".
         budget: pixel, frame and token budgets.
         limits: caps on media inputs (pixels, bytes, video length, URL policy).
-        batch_tokens: padded tokens per forward pass (length-sorted batches).
+        batch_tokens: padded tokens per forward pass (length-sorted batches); default 16384 on a
+            GPU, 2048 on a CPU, where batches that stay in cache run faster (``bench/README.md``).
         max_batch_size: inputs per forward pass.
-        attn_implementation: None (default: SDPA run row by row, which makes results independent
-            of the batch), or any transformers implementation ("sdpa", "flash_attention_2" ...).
+        attn_implementation: None (default: SDPA run on each row's own tokens, which batch
+            invariance needs), or any transformers implementation ("sdpa", "flash_attention_2" ...).
+        batch_invariant: run every matrix product on one input's rows alone, so that a result is
+            bit-identical whatever else is in its batch (see ``models/invariant.py``). False merges
+            the inputs of a batch into shared GEMMs: equal up to rounding (~1e-7 in float32).
         revision: hub revision.
         workers: threads that decode and preprocess media ahead of the model.
     """
@@ -40,22 +44,28 @@ class Qwen3VLBase:
         dtype: Any = "auto",
         budget: VisionBudget | None = None,
         limits: MediaLimits | None = None,
-        batch_tokens: int = 16384,
+        batch_tokens: int | None = None,
         max_batch_size: int = 64,
         attn_implementation: str | None = None,
         revision: str | None = None,
         workers: int | None = None,
+        batch_invariant: bool = True,
     ) -> None:
+        from .invariant import make_batch_invariant, register_rowwise_attention
+
         self.model_id = str(model)
         self.path = resolve_checkpoint(model, revision)
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
         self.budget = budget or self.default_budget
         self.limits = limits or MediaLimits()
-        self.batch_tokens = batch_tokens
+        self.batch_tokens = batch_tokens or (16384 if self.device.startswith("cuda") else 2048)
         self.max_batch_size = max_batch_size
         attn = attn_implementation or register_rowwise_attention()
         self.model, self.processor = load_backbone(self.path, self.device, self.dtype, attn)
+        self.batch_invariant = batch_invariant
+        if batch_invariant:
+            make_batch_invariant(self.model)
         self.pad_token_id = self.processor.tokenizer.pad_token_id or 0
         # half the cores: the model's own threads need the rest (more threads slow a 2-core machine)
         self._pool = ThreadPoolExecutor(max_workers=workers or max(1, min(8, (os.cpu_count() or 2) // 2)),
@@ -74,13 +84,15 @@ class Qwen3VLBase:
         """Last-token hidden states of one batch: (B, D), float32, on the CPU."""
         import torch
 
+        from .invariant import ROWS, RowLayout
+
         batch = collate(encoded, self.pad_token_id, self.device)
-        token = ROW_LENGTHS.set([len(e) for e in encoded])
+        token = ROWS.set(RowLayout([len(e) for e in encoded]))
         try:
             with torch.inference_mode():
                 out = self.model(**batch, use_cache=False)
         finally:
-            ROW_LENGTHS.reset(token)
+            ROWS.reset(token)
         return last_token(out.last_hidden_state, batch["attention_mask"]).float()
 
     def run_encoded(self, encoded: Sequence[Encoded], head: Callable[[Any], Any],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from typing import Any, Callable, Sequence
 
 from ..errors import ModelError
@@ -27,39 +26,6 @@ def plan_batches(lengths: Sequence[int], max_tokens: int, max_items: int) -> lis
         else:
             batch.append(index)
     return batches
-
-
-ROWWISE_ATTENTION = "vlsearch_rowwise_sdpa"
-ROW_LENGTHS: ContextVar[list[int] | None] = ContextVar("vlsearch_row_lengths", default=None)
-
-
-def rowwise_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any):
-    """Causal attention run separately on each row's real tokens (lengths in ``ROW_LENGTHS``).
-
-    Each row then goes through exactly the computation of an unpadded batch of one, so a
-    result never depends on what else is in the batch (plain masked SDPA rounds differently
-    depending on how much padding a row has). It also spends no attention on padding.
-    Anything else (the vision tower, calls outside vlsearch) falls through to plain SDPA.
-    """
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    lengths = ROW_LENGTHS.get()
-    if lengths is None or not getattr(module, "is_causal", False) or query.shape[0] != len(lengths):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    out = query.new_zeros(query.shape[0], query.shape[2], query.shape[1], value.shape[-1])  # (B, L, H, D)
-    for row, n in enumerate(lengths):
-        rows, _ = sdpa_attention_forward(module, query[row:row + 1, :, :n], key[row:row + 1, :, :n],
-                                         value[row:row + 1, :, :n], None, **kwargs)
-        out[row, :n] = rows[0]
-    return out, None
-
-
-def register_rowwise_attention() -> str:
-    """Make ``rowwise_sdpa`` available to ``from_pretrained(attn_implementation=...)``."""
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(ROWWISE_ATTENTION, rowwise_sdpa)
-    return ROWWISE_ATTENTION
 
 
 def collate(encoded: Sequence[Encoded], pad_token_id: int, device: str) -> dict[str, Any]:
