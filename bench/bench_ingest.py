@@ -35,8 +35,7 @@ def write_pdf(path: Path, pages: int) -> Path:
 
 def run(corpus: Path, home: Path, name: str, model: str, workers: int, options: ExtractOptions,
         embedder) -> tuple[float, int]:
-    collection = Collection(str(home / name), model=model)
-    collection._embedder = embedder  # the same loaded model for every variant
+    collection = Collection(str(home / name), model=model, loaded_embedder=embedder)  # one model for all variants
     started = time.perf_counter()
     report = collection.add([corpus], workers=workers, options=options, progress=False)
     seconds = time.perf_counter() - started

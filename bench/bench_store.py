@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vlsearch.locator import Locator
 from vlsearch.stores.base import Record
 from vlsearch.stores.lancedb import LanceStore
 
@@ -84,7 +85,7 @@ def run_size(n: int, args: argparse.Namespace, root: Path) -> dict[str, float]:
         x = gen.chunk(s, min(args.chunk, n - s))
         data[s:s + len(x)] = x
         store.add([Record(id=f"v{s + i}", source=f"src{(s + i) // 100}", content_hash="0",
-                          modality="image", vector=v) for i, v in enumerate(x)])
+                          locator=Locator("image"), vector=v) for i, v in enumerate(x)])
     data.flush()
     write_s = time.perf_counter() - t0
     t0 = time.perf_counter()

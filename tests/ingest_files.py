@@ -179,7 +179,7 @@ def assert_part_flags(results: list) -> None:
 
 
 def assert_same_pieces(got: list, want: list) -> None:
-    assert [p.id for p in got] == [p.id for p in want]
+    assert [p.record_id for p in got] == [p.record_id for p in want]
     for a, b in zip(got, want):
         assert (a.text, a.page, a.start, a.end, a.metadata, a.thumbnail) == (b.text, b.page, b.start, b.end,
                                                                               b.metadata, b.thumbnail)

@@ -9,7 +9,7 @@ import torch
 from vlsearch import Embedder, Reranker
 from vlsearch.errors import ModelError
 from vlsearch.models.batching import plan_batches, run_with_backoff
-from vlsearch.models.embedder import as_items
+from vlsearch.items import as_items
 
 
 def mixed_items(media) -> list[dict]:

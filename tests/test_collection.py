@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from ingest_files import write_encrypted_pdf, write_text_pdf, write_video
-from vlsearch.collection import Collection, list_collections
+from vlsearch.catalog import Catalog
+from vlsearch.collection import Collection
 from vlsearch.errors import InputError, StoreError
 from vlsearch.ingest import ExtractOptions
 from vlsearch.testing import gradient_image
@@ -78,7 +79,7 @@ def test_index_search_and_incremental_reindex(home, corpus, embedder_path, reran
     assert report.skipped == 1 and report.new == 13 and len(report.failed) == 6
     info = c.info()
     assert info["files"] == 8 and info["items"] == report.items and info["items"] >= GOOD_ITEMS + 2
-    assert list_collections() == ["mine"]
+    assert Catalog().names() == ["mine"]
 
     results = c.search("quarterly revenue", top_k=5, candidates=20)
     assert 1 <= len(results) <= 5
@@ -151,7 +152,7 @@ def test_delete_and_remove(home, corpus, embedder_path):
     assert c.delete(sources=[corpus["pdf"]]) == 3
     assert c.info()["items"] == 1 and c.info()["files"] == 1
     Collection.remove("del")
-    assert list_collections() == []
+    assert Catalog().names() == []
     with pytest.raises(StoreError):
         Collection.remove("del")
 

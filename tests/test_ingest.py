@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from vlsearch.errors import InputError, MediaError
+from vlsearch.locator import Locator
 from vlsearch.ingest import (ExtractOptions, Part, content_hash, discover, extract, extract_all, kind_of,
                              piece_item, plan_parts)
 from vlsearch.ingest import video_frames
@@ -136,8 +137,7 @@ def test_content_hash(files):
 
 def test_pdf_pages_with_text_layer(files):
     pieces = run(files["pdf"], "pdf")
-    h = digest(files["pdf"])[:16]
-    assert [p.id for p in pieces] == [f"{h}:p1", f"{h}:p2", f"{h}:p3"]
+    assert [p.locator for p in pieces] == [Locator("pdf_page", page=n) for n in (1, 2, 3)]
     for number, piece in enumerate(pieces, 1):
         assert piece.modality == "pdf_page" and piece.page == number and piece.metadata["page_count"] == 3
         assert f"Hello page {number}" in piece.text
@@ -172,7 +172,7 @@ def test_pdf_errors(files):
 def test_images(files):
     for key in ("png", "jpg", "webp", "bmp", "tiff", "gif"):
         (piece,) = run(files[key], "image")
-        assert piece.id == f"{digest(files[key])[:16]}:img" and piece.modality == "image"
+        assert piece.locator == Locator("image") and piece.modality == "image"
         assert piece.item.image.mode == "RGB" and piece.text == ""
         assert_thumbnail(piece.thumbnail)
     (gif,) = run(files["gif"], "image")
@@ -202,9 +202,8 @@ def test_image_errors(files, tmp_path):
 
 def test_video_segments(files):
     pieces = run(files["video"], "video", segment_seconds=5.0)
-    h = digest(files["video"])[:16]
     assert [(p.start, p.end) for p in pieces] == [(0.0, 5.0), (5.0, 10.0), (10.0, 12.0)]
-    assert [p.id for p in pieces] == [f"{h}:t0.000-5.000", f"{h}:t5.000-10.000", f"{h}:t10.000-12.000"]
+    assert [p.locator for p in pieces] == [Locator("video", start=a, end=b) for a, b in ((0, 5), (5, 10), (10, 12))]
     assert [len(p.item.video) for p in pieces] == [5, 5, 2]  # 1 fps
     for piece in pieces:
         assert piece.modality == "video" and piece.item.fps == 1.0
@@ -245,8 +244,7 @@ def test_video_errors(files):
 
 def test_text_chunks_overlap(files):
     pieces = run(files["txt"], "text", chunk_chars=300, chunk_overlap=80)
-    h = digest(files["txt"])[:16]
-    assert [p.id for p in pieces] == [f"{h}:c{i}" for i in range(len(pieces))] and len(pieces) > 5
+    assert [p.locator for p in pieces] == [Locator("text", chunk=i) for i in range(len(pieces))] and len(pieces) > 5
     for before, after in zip(pieces, pieces[1:]):
         assert len(before.text) <= 300 and before.item.text == before.text and before.modality == "text"
         shared = before.metadata["offset"] + len(before.text) - after.metadata["offset"]
@@ -271,11 +269,14 @@ def test_markdown_and_html(files):
 
 # -- ids, options, pickling -----------------------------------------------------------------------
 
-def test_ids_deterministic_and_content_based(files, tmp_path):
+def test_ids_deterministic_and_path_based(files, tmp_path):
+    """The same file gives the same record ids; a copy elsewhere the same locators (and its own ids)."""
     copy = tmp_path / "renamed.pdf"
     shutil.copy(files["pdf"], copy)
     first, again, moved = run(files["pdf"], "pdf"), run(files["pdf"], "pdf"), run(copy, "pdf")
-    assert [p.id for p in first] == [p.id for p in again] == [p.id for p in moved]
+    assert [p.record_id for p in first] == [p.record_id for p in again]
+    assert [p.locator for p in first] == [p.locator for p in moved]
+    assert [p.record_id for p in moved] == [p.locator.record_id(str(copy)) for p in first]
     assert moved[0].source == str(copy)
     restored = pickle.loads(pickle.dumps(first))
     assert restored[0].item.image.tobytes() == first[0].item.image.tobytes()
@@ -299,7 +300,7 @@ def test_extract_all_matches_in_process(files):
     assert serial.keys() == pooled.keys() == {p.name for p in paths}
     for name, results in serial.items():
         (pieces, error), (pooled_pieces, pooled_error) = merged(results), merged(pooled[name])
-        assert [p.id for p in pieces] == [p.id for p in pooled_pieces] and error == pooled_error
+        assert [p.record_id for p in pieces] == [p.record_id for p in pooled_pieces] and error == pooled_error
     assert "corrupt" in merged(pooled["corrupt.pdf"])[1] and "corrupt.pdf" in merged(pooled["corrupt.pdf"])[1]
     assert "empty file" in merged(pooled["empty.txt"])[1]
     assert "unsupported file type" in merged(pooled["data.xyz"])[1]
@@ -367,17 +368,17 @@ def test_parts_give_the_pieces_of_extract(files, tmp_path, monkeypatch):
 def test_piece_item_rebuilds_one_piece(files):
     options = ExtractOptions(max_pixels=200 * 200, segment_seconds=2.0, video_fps=2.0)
     pdf = extract(files["pdf"], "pdf", digest(files["pdf"]), options)
-    assert_same_item(piece_item(str(files["pdf"]), "pdf_page", 2, None, None, options), pdf[1].item)
+    assert_same_item(piece_item(str(files["pdf"]), Locator("pdf_page", page=2), options), pdf[1].item)
     for key in [k for k in ("video", "h264") if k in files]:
         for piece in extract(files[key], "video", digest(files[key]), options)[2:4]:
-            item = piece_item(str(files[key]), "video", None, piece.start, piece.end, options)
+            item = piece_item(str(files[key]), piece.locator, options)
             assert_same_item(item, piece.item)
     (png,) = extract(files["png"], "image", digest(files["png"]), options)
-    assert_same_item(piece_item(str(files["png"]), "image", None, None, None, options), png.item)
+    assert_same_item(piece_item(str(files["png"]), Locator("image"), options), png.item)
     with pytest.raises(MediaError, match="no video segment"):
-        piece_item(str(files["video"]), "video", None, 1.0, 3.0, options)
+        piece_item(str(files["video"]), Locator("video", start=1.0, end=3.0), options)
     with pytest.raises(InputError):
-        piece_item(str(files["txt"]), "text", None, None, None, options)
+        piece_item(str(files["txt"]), Locator("text", chunk=0), options)
 
 
 def test_failed_later_part_gives_one_error(files, tmp_path):

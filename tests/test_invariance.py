@@ -20,7 +20,7 @@ import torch
 
 from vlsearch import Embedder, Reranker
 from vlsearch.models.batching import collate, last_token
-from vlsearch.models.embedder import as_items
+from vlsearch.items import as_items
 from vlsearch.models.invariant import ROWS, RowLayout, InvariantLinear, rowwise_sdpa
 
 CODE_PATHS = {  # name: (MKL_ENABLE_INSTRUCTIONS, ATEN_CPU_CAPABILITY, cpu flag needed)

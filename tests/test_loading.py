@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from vlsearch import Embedder, InputError, ModelError, Reranker
-from vlsearch.models.embedder import quantize, truncate_dim
+from vlsearch.models.contract import quantize, truncate_dim
 
 
 def test_hub_id_loads_from_the_cache_offline(embedder_path, tmp_path):

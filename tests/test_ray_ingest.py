@@ -15,7 +15,7 @@ from test_collection import OPTIONS, make_corpus
 
 from vlsearch.cli import main
 from vlsearch.collection import Collection
-from vlsearch.ray_ingest import KILL_HOOK_ENV
+from vlsearch.ingest.ray import KILL_HOOK_ENV
 from vlsearch.testing import gradient_image
 
 
@@ -93,7 +93,7 @@ def test_cli_ray_flag(cluster, tmp_path, embedder_path, monkeypatch, capsys):
     assert cluster.is_initialized(), "a cluster the caller started must be left running"
 
     # --ray ADDRESS is handed to ray.init(address=...) (the running cluster stands in for it here)
-    from vlsearch import ray_ingest
+    from vlsearch.ingest import ray as ray_ingest
 
     addresses: list[str | None] = []
     monkeypatch.setattr(ray_ingest, "connect", lambda address=None: addresses.append(address) or False)
@@ -103,7 +103,7 @@ def test_cli_ray_flag(cluster, tmp_path, embedder_path, monkeypatch, capsys):
 
 
 def test_connect_joins_or_starts(monkeypatch):
-    from vlsearch import ray_ingest
+    from vlsearch.ingest import ray as ray_ingest
 
     class FakeRay:
         calls: ClassVar[list[dict]] = []

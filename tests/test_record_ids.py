@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vlsearch.stores import make_record_id, open_store
+from vlsearch.locator import Locator
+from vlsearch.stores import open_store
 
 FIXTURE = Path(__file__).parent / "fixtures" / "collection-v0.1"
 PINNED = {
@@ -32,4 +33,4 @@ def test_a_v0_1_collection_keeps_its_record_ids(tmp_path):
     assert {r.id for r in records} == PINNED
     assert {r.modality for r in records} == {"pdf_page", "image", "video", "text"}
     for r in records:
-        assert make_record_id(r.source, r.modality, r.page, r.start, r.end, r.chunk) == r.id, r
+        assert Locator(r.modality, r.page, r.start, r.end, r.chunk).record_id(r.source) == r.id, r

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from vlsearch.server.batcher import MicroBatcher
-from vlsearch.server.errors import APIError
+from vlsearch.errors import Overloaded
+from vlsearch.server.errors import classify
 
 
 class Recorder:
@@ -99,14 +100,16 @@ def test_queue_limit_and_cancelled_requests():
     assert run.entered.wait(5)
     kept = batcher.submit(["a", "b"])
     cancelled = batcher.submit(["c"])
-    with pytest.raises(APIError) as info:
+    with pytest.raises(Overloaded) as info:  # a domain error; the server maps it to HTTP
         batcher.submit(["d"])
-    assert info.value.status == 503 and "queue is full" in info.value.message
+    assert classify(info.value)[:3] == (503, "service_unavailable", "queue_full") and "queue is full" in str(info.value)
+    assert info.value.retry_after == 1
     assert cancelled.cancel()
     run.release.set()
     assert kept.result(5) == ["A", "B"]
     assert ["c"] not in run.calls and ["a", "b", "c"] not in run.calls
     assert batcher.submit([]).result(1) == []
     batcher.close()
-    with pytest.raises(APIError, match="shutting down"):
+    with pytest.raises(Overloaded, match="shutting down") as info:
         batcher.submit(["late"])
+    assert classify(info.value)[:3] == (503, "service_unavailable", "shutting_down")

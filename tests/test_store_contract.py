@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from vlsearch.errors import InputError, StoreError
+from vlsearch.locator import Locator
 from vlsearch.stores import (
     FileEntry,
     Hit,
     Record,
     VectorStore,
-    make_record_id,
     open_store,
 )
 from vlsearch.stores.lancedb import LanceStore
@@ -45,9 +45,10 @@ def make_records(n: int, dim: int = DIM, seed: int = 0) -> list[Record]:
         kind = ("pdf_page", "video", "image", "text")[i % 4]
         out.append(Record(
             id=f"r{i}", source=f"/data/{'docs' if i % 2 else 'media'}/src{i % 4}", content_hash=f"h{i % 4}",
-            modality=kind, page=i // 4 + 1 if kind == "pdf_page" else None,
-            start=float(i) if kind == "video" else None, end=float(i) + 5.0 if kind == "video" else None,
-            chunk=i if kind == "text" else None, text=f"text {i}" + (" invoice" if i % 10 == 3 else ""),
+            locator=Locator(kind, page=i // 4 + 1 if kind == "pdf_page" else None,
+                            start=float(i) if kind == "video" else None,
+                            end=float(i) + 5.0 if kind == "video" else None, chunk=i if kind == "text" else None),
+            text=f"text {i}" + (" invoice" if i % 10 == 3 else ""),
             thumbnail=b"\xff\xd8jpeg" if kind == "image" else None, metadata={"i": i, "tag": ["a", "b"]},
             vector=v,
         ))
@@ -142,7 +143,7 @@ def test_delete_by_ids_and_sources(store: VectorStore) -> None:
 
 
 def test_delete_keep_hash_drops_stale_rows_only(store: VectorStore) -> None:
-    old = [Record(id=f"p{i}", source="a.pdf", content_hash="v1", modality="pdf_page", page=i, vector=v)
+    old = [Record(id=f"p{i}", source="a.pdf", content_hash="v1", locator=Locator("pdf_page", page=i), vector=v)
            for i, v in enumerate(unit(np.random.default_rng(0), 5), 1)]
     store.add(old + make_records(4))
     new = [Record(**{**r.__dict__, "content_hash": "v2"}) for r in old[:3]]  # the file shrank to 3 pages
@@ -203,7 +204,7 @@ def test_refusals(opener: Opener, store: VectorStore) -> None:
     with pytest.raises(InputError, match="shape"):
         store.add([Record(**{**recs[0].__dict__, "id": "m", "vector": np.ones((2, DIM))})])
     with pytest.raises(InputError, match="modality"):
-        store.add([Record(**{**recs[0].__dict__, "modality": "audio"})])
+        store.add([Record(**{**recs[0].__dict__, "locator": Locator("audio")})])
     with pytest.raises(InputError, match="JSON"):
         store.add([Record(**{**recs[0].__dict__, "metadata": {"x": object()}})])
     with pytest.raises(InputError):
@@ -256,10 +257,10 @@ def test_a_second_handle_sees_new_commits(opener: Opener, store: VectorStore) ->
 
 
 def test_record_ids_are_stable() -> None:
-    a = make_record_id("v.mp4", "video", start=1.0, end=3.5)
-    assert a == make_record_id("v.mp4", "video", start=1.0, end=3.5)
-    assert a != make_record_id("v.mp4", "video", start=1.0, end=4.0)
-    assert make_record_id("a.pdf", "pdf_page", page=1) != make_record_id("a.pdf", "pdf_page", page=2)
+    a = Locator("video", start=1.0, end=3.5).record_id("v.mp4")
+    assert a == Locator("video", start=1.0, end=3.5).record_id("v.mp4")
+    assert a != Locator("video", start=1.0, end=4.0).record_id("v.mp4")
+    assert Locator("pdf_page", page=1).record_id("a.pdf") != Locator("pdf_page", page=2).record_id("a.pdf")
 
 
 # ---------------------------------------------------------------- Milvus-specific
@@ -295,7 +296,7 @@ def test_filter_translation() -> None:
 def test_milvus_says_when_it_stores_a_cut_text(tmp_path: Path) -> None:
     store = MilvusStore(str(tmp_path / "long.db"), collection="long", dim=DIM)
     long_text = "page text " * 8000  # 80,000 bytes: over Milvus' 65,535-byte VARCHAR
-    store.add([Record(id="p1", source="big.pdf", content_hash="h", modality="pdf_page", page=1, text=long_text,
+    store.add([Record(id="p1", source="big.pdf", content_hash="h", locator=Locator("pdf_page", page=1), text=long_text,
                       metadata={"pages": 9}, vector=np.ones(DIM, np.float32))])
     got = store.get(["p1"])[0]
     assert long_text.startswith(got.text) and len(got.text) < len(long_text)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vlsearch.locator import Locator
 from vlsearch.stores import Record, VectorStore, open_store
 from vlsearch.stores.lancedb import LanceStore
 
@@ -43,11 +44,12 @@ def test_meta_is_replaced_atomically(tmp_path: Path) -> None:
 
 WRITER = textwrap.dedent("""
     import sys, numpy as np
+    from vlsearch.locator import Locator
     from vlsearch.stores import Record, open_store
     store = open_store(sys.argv[1], dim=32)
     rng = np.random.default_rng(0)
     vecs = rng.standard_normal((2000, 32)).astype(np.float32)
-    recs = [Record(id=f"r{i}", source=f"s{i % 7}", content_hash="h", modality="text", vector=v)
+    recs = [Record(id=f"r{i}", source=f"s{i % 7}", content_hash="h", locator=Locator("text"), vector=v)
             for i, v in enumerate(vecs)]
     print("ready", flush=True)
     while True:  # upsert overlapping batches forever, until killed
@@ -79,7 +81,7 @@ def test_sigkill_mid_write_leaves_a_readable_store(tmp_path: Path) -> None:
     assert len(got) == n and len({r.id for r in got}) == n  # no duplicate ids
     rng = np.random.default_rng(0)
     vecs = rng.standard_normal((2000, 32)).astype(np.float32)
-    store.add([Record(id=f"r{i}", source=f"s{i % 7}", content_hash="h", modality="text", vector=v)
+    store.add([Record(id=f"r{i}", source=f"s{i % 7}", content_hash="h", locator=Locator("text"), vector=v)
                for i, v in enumerate(vecs)])
     assert store.count() == 2000
     assert len(store.search(vecs[5], 5)) == 5 and store.search(vecs[5], 1)[0].record.id == "r5"
@@ -92,7 +94,7 @@ def test_ann_recall_after_optimize(tmp_path: Path) -> None:
     data = centroids[rng.integers(0, 200, n)] + 0.1 * rng.standard_normal((n, dim)).astype(np.float32)
     data /= np.linalg.norm(data, axis=1, keepdims=True)
     store = LanceStore(tmp_path / "ann", ann_threshold=10_000)
-    store.add([Record(id=str(i), source="s", content_hash="h", modality="image", vector=v) for i, v in enumerate(data)])
+    store.add([Record(id=str(i), source="s", content_hash="h", locator=Locator("image"), vector=v) for i, v in enumerate(data)])
     store.optimize()
     assert any(ix.columns == ["vector"] for ix in store._records.list_indices())  # type: ignore[union-attr]
     queries = centroids[rng.integers(0, 200, 30)] + 0.1 * rng.standard_normal((30, dim)).astype(np.float32)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from .errors import FetchError, InputError, MediaError, MissingExtraError, ModelError, StoreError, VlsearchError
+from .errors import (CollectionNotFound, FetchError, InputError, MediaError, MissingExtraError, ModelError, Overloaded,
+                     StoreError, VlsearchError)
 from .items import Item
 from .media.fetch import FetchPolicy
 from .media.images import MediaLimits
 from .models.embedder import Embedder
 from .models.qwen3vl import VisionBudget
 from .models.reranker import Reranker
+from .version import __version__
 
 __all__ = [
     "Embedder", "Reranker", "Collection", "Result", "Item", "VisionBudget", "MediaLimits", "FetchPolicy",
-    "VlsearchError", "InputError", "MediaError", "FetchError", "ModelError", "StoreError", "MissingExtraError",
+    "VlsearchError", "InputError", "MediaError", "FetchError", "ModelError", "StoreError", "CollectionNotFound",
+    "Overloaded", "MissingExtraError", "__version__",
 ]
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str):

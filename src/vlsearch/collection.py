@@ -1,88 +1,46 @@
 """Collection: ingest files into a vector store and search them in two stages.
 
-A collection is a directory (``$VLSEARCH_HOME/collections/<name>`` by default) holding a
-store and its metadata: the embedding model (with a fingerprint of its weights), the
-dimension and the query instruction. Ingestion is incremental and durable: a file's
-records are written in one store commit and only then is the file marked done, so a
-killed run leaves no partial file behind and re-running completes it without
-duplicates (record ids are deterministic).
+A collection is a directory (see ``catalog``) holding a store and its metadata: the
+embedding model (with a fingerprint of its weights), the dimension, the query instruction
+and the extraction layout. Ingestion is incremental and durable (``ingest.writer``): a
+file's records are written in one store commit and only then is the file marked done, so a
+killed run leaves no partial file behind and re-running completes it without duplicates.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from . import __version__
+from .catalog import Catalog
 from .errors import InputError, MediaError, StoreError, VlsearchError
 from .ingest import ExtractOptions, discover, extract_all
 from .ingest.discover import Found, content_hash
-from .ingest.extractors import Piece, piece_item
+from .ingest.extractors import piece_item
+from .ingest.writer import IndexReport, IndexWriter, ProgressCallback
 from .items import Item
-from .models.embedder import Embedder
-from .models.remote import RemoteEmbedder, RemoteReranker, is_remote
-from .models.reranker import Reranker
-from .stores import FileEntry, Record, VectorStore, open_store
-from .stores.base import make_record_id
-from .files import read_json, write_json
+from .locator import Located, Locator
+from .models.contract import EmbedderLike, RerankerLike
+from .models.loading import embedder_name, load_embedder, load_reranker, reranker_name
+from .stores import FileEntry, Hit, Record, VectorStore, open_store
+from .version import __version__
 
-DEFAULT_EMBEDDER = "Qwen/Qwen3-VL-Embedding-2B"
-DEFAULT_RERANKER = "Qwen/Qwen3-VL-Reranker-2B"
+__all__ = ["Collection", "IndexReport", "Result", "QUERY_INSTRUCTION", "LAYOUT_FIELDS"]
+
 QUERY_INSTRUCTION = "Retrieve images, document pages, video clips or text passages relevant to the user's query."
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def vlsearch_home() -> Path:
-    """``$VLSEARCH_HOME``, by default ``~/.vlsearch``."""
-    return Path(os.environ.get("VLSEARCH_HOME") or "~/.vlsearch").expanduser()
-
-
-def collection_path(name: str) -> Path:
-    """Where the collection ``name`` lives: a plain name goes under the home, a path is used as is."""
-    if os.sep in name or name.startswith("."):
-        return Path(name).expanduser().resolve()
-    if not _NAME.match(name):
-        raise InputError(f"invalid collection name {name!r}: use letters, digits, '.', '_' and '-'")
-    return vlsearch_home() / "collections" / name
-
-
-def list_collections() -> list[str]:
-    """Names of the collections under the home directory."""
-    root = vlsearch_home() / "collections"
-    return sorted(p.name for p in root.iterdir() if collection_exists(p)) if root.is_dir() else []
-
-
-def collection_exists(path: Path) -> bool:
-    """A collection exists once its metadata is written (its first ``add`` loaded a model);
-    one in an external store (Milvus) records that store in ``collection.json`` just before."""
-    return (path / "store" / "meta.json").is_file() or (path / "collection.json").is_file()
-
-
-def _store_uri(path: Path, store: str | None) -> str:
-    """The collection's store: the one recorded in ``collection.json``, else ``store``, else the
-    local LanceDB directory; a ``store`` that contradicts the recorded one is refused."""
-    local = str(path / "store")
-    if store is not None and "://" not in store:
-        store = str(Path(store).expanduser().resolve())
-    recorded = read_json(path / "collection.json").get("store") or (local if collection_exists(path) else None)
-    if store is not None and recorded is not None and store != recorded:
-        raise StoreError(f"collection {path.name!r} lives in {recorded}; it cannot be opened with store {store} "
-                         "(index into a new collection instead)")
-    return recorded or store or local
+LAYOUT_FIELDS = ("max_pixels", "min_pixels", "segment_seconds", "video_fps", "video_max_frames", "video_max_pixels",
+                 "chunk_chars", "chunk_overlap")
 
 
 @dataclass
-class Result:
-    """One search result.
+class Result(Located):
+    """One search result (``modality``, ``page``, ``start``, ``end`` read through to ``locator``).
 
     ``score`` is the reranker's relevance in [0, 1] when reranked, else the cosine similarity.
     """
@@ -93,18 +51,24 @@ class Result:
     vector_score: float
     rerank_score: float | None
     source: str
-    modality: str
-    page: int | None
-    start: float | None
-    end: float | None
+    locator: Locator
     text: str
     thumbnail: bytes | None = field(default=None, repr=False)
     metadata: dict[str, Any] = field(default_factory=dict)
     note: str = ""
 
+    @classmethod
+    def of(cls, hit: Hit) -> Result:
+        r = hit.record
+        return cls(0, r.id, hit.score, hit.score, None, r.source, r.locator, r.text, r.thumbnail, r.metadata)
+
     def to_dict(self, thumbnail: bool = False) -> dict[str, Any]:
-        out = asdict(self)
-        out["thumbnail"] = None
+        """The result as JSON: the locator's fields flattened (``modality``, ``page``, ``start``, ``end``);
+        the thumbnail as a data URI when asked for, else None."""
+        out = {"rank": self.rank, "id": self.id, "score": self.score, "vector_score": self.vector_score,
+               "rerank_score": self.rerank_score, "source": self.source, "modality": self.modality,
+               "page": self.page, "start": self.start, "end": self.end, "text": self.text, "thumbnail": None,
+               "metadata": self.metadata, "note": self.note}
         if thumbnail and self.thumbnail:
             import base64
 
@@ -112,54 +76,28 @@ class Result:
         return out
 
 
-@dataclass
-class IndexReport:
-    """What an ``add`` did: counts, failures (source, reason) and time."""
-
-    seen: int = 0
-    new: int = 0
-    changed: int = 0
-    unchanged: int = 0
-    skipped: int = 0
-    retried: int = 0
-    failed_before: int = 0
-    items: int = 0
-    pruned: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def summary(self) -> str:
-        lines = [f"{self.seen} files: {self.new} new, {self.changed} changed, {self.retried} retried, "
-                 f"{self.unchanged} unchanged, {self.skipped} skipped (unsupported), {len(self.failed)} failed; "
-                 f"{self.items} items embedded" + (f"; {self.pruned} deleted files pruned" if self.pruned else "")
-                 + f" in {self.seconds:.1f} s"]
-        if self.failed_before:
-            lines.append(f"  {self.failed_before} unchanged files failed before and were not retried "
-                         "(vlsearch info lists them; retry_failed / --retry-failed tries again)")
-        lines += [f"  failed: {source}: {reason}" for source, reason in self.failed]
-        return "\n".join(lines)
-
-
 class Collection:
     """A searchable set of files.
 
     Args:
-        name: a collection name (under ``$VLSEARCH_HOME``) or a directory path.
+        name: a collection name (under the catalog's home, ``$VLSEARCH_HOME`` by default) or a
+            directory path.
         model: embedding model: hub id, directory, or the URL of a model server (vlsearch's, or
-            OpenAI-compatible; key from ``$VLSEARCH_API_KEY``); default: the one the collection was
-            built with, else ``$VLSEARCH_EMBEDDER``, else Qwen3-VL-Embedding-2B.
+            OpenAI-compatible; key from ``$VLSEARCH_API_KEY``); default ``$VLSEARCH_EMBEDDER``,
+            else the one the collection was built with, else Qwen3-VL-Embedding-2B.
         reranker: reranking model (the same forms; a server URL speaks Cohere/Jina rerank);
             default ``$VLSEARCH_RERANKER``, else Qwen3-VL-Reranker-2B.
         dim: Matryoshka dimension of the stored vectors (default: the model's full size).
         instruction: the query instruction recorded with the collection.
-        create: False refuses to open a collection that does not exist.
-        model_options: keyword options for ``Embedder``/``Reranker`` (device, dtype ...).
+        create: False refuses (``CollectionNotFound``) to open a collection that does not exist.
+        model_options: keyword options for the local model classes (device, dtype ...).
         store: where the records live when not in the collection directory's LanceDB: a Milvus Lite
             ``.db`` file or ``milvus://host:19530[/collection]``; recorded at the first ``add``, so
             later opens need not repeat it (a different one is refused).
         loaded_embedder, loaded_reranker: models already loaded (shared, e.g. by the server), used
             instead of loading ``model``/``reranker``; the embedder is still checked against the
             collection's fingerprint and dimension.
+        catalog: where names are looked up (default: ``Catalog()``, the home directory).
 
     Example:
         >>> c = Collection("papers")
@@ -169,35 +107,33 @@ class Collection:
 
     def __init__(self, name: str, *, model: str | None = None, reranker: str | None = None,
                  dim: int | None = None, instruction: str | None = None, create: bool = True,
-                 model_options: dict[str, Any] | None = None, loaded_embedder: Embedder | None = None,
-                 loaded_reranker: Reranker | None = None, store: str | None = None) -> None:
+                 model_options: dict[str, Any] | None = None, loaded_embedder: EmbedderLike | None = None,
+                 loaded_reranker: RerankerLike | None = None, store: str | None = None,
+                 catalog: Catalog | None = None) -> None:
         self.name = name
-        self.path = collection_path(name)
-        if not create and not collection_exists(self.path):
-            raise StoreError(f"no collection {name!r} (looked in {self.path})")
-        self.store_uri = _store_uri(self.path, store)
+        self.catalog = catalog or Catalog()
+        self.path = self.catalog.path(name) if create else self.catalog.require(name)
+        self.store_uri = self.catalog.store_uri(self.path, store)
         self.store: VectorStore = open_store(self.store_uri)
         self.meta = self.store.read_meta()
-        recorded = self.meta.get("model")
         if dim is not None and self.meta.get("dim") not in (None, dim):
             raise StoreError(f"collection {name!r} holds {self.meta['dim']}-d vectors; it cannot take dim={dim}")
-        self.model_name = model or recorded or os.environ.get("VLSEARCH_EMBEDDER") or DEFAULT_EMBEDDER
-        self.reranker_name = reranker or os.environ.get("VLSEARCH_RERANKER") or DEFAULT_RERANKER
+        self.model_name = embedder_name(model, self.meta.get("model"))
+        self.reranker_name = reranker_name(reranker)
         self.dim = dim or self.meta.get("dim")
         self.instruction = instruction or self.meta.get("instruction") or QUERY_INSTRUCTION
         self.model_options = model_options or {}
-        self._embedder: Embedder | None = None
-        self._reranker: Reranker | None = loaded_reranker
+        self._embedder: EmbedderLike | None = None
+        self._reranker: RerankerLike | None = loaded_reranker
         self._given_embedder = loaded_embedder
-        self._marks: list[FileEntry] = []  # file states waiting for the next commit
 
     # ---------------------------------------------------------------- models
 
     @property
-    def embedder(self) -> Embedder:
+    def embedder(self) -> EmbedderLike:
         """The embedding model, loaded once, checked against the collection's record."""
         if self._embedder is None:
-            embedder = self._given_embedder or _load(self.model_name, Embedder, RemoteEmbedder, self.model_options)
+            embedder = self._given_embedder or load_embedder(self.model_name, **self.model_options)
             known = self.meta.get("fingerprint")
             if known and known != embedder.fingerprint:
                 raise StoreError(
@@ -210,9 +146,9 @@ class Collection:
         return self._embedder
 
     @property
-    def reranker(self) -> Reranker:
+    def reranker(self) -> RerankerLike:
         if self._reranker is None:
-            self._reranker = _load(self.reranker_name, Reranker, RemoteReranker, self.model_options)
+            self._reranker = load_reranker(self.reranker_name, **self.model_options)
         return self._reranker
 
     def _record_meta(self, layout: dict[str, Any]) -> None:
@@ -223,9 +159,7 @@ class Collection:
         self.meta = {"model": self.model_name, "fingerprint": embedder.fingerprint, "dim": self.dim,
                      "instruction": self.instruction, "layout": layout,
                      "created": datetime.now(timezone.utc).isoformat(), "vlsearch": __version__}
-        if self.store_uri != str(self.path / "store"):
-            self.path.mkdir(parents=True, exist_ok=True)
-            write_json(self.path / "collection.json", {"store": self.store_uri})
+        self.catalog.record_store(self.path, self.store_uri)
         self.store.write_meta(self.meta)
 
     def extract_options(self, options: ExtractOptions | None = None) -> ExtractOptions:
@@ -245,7 +179,7 @@ class Collection:
     def add(self, paths: Sequence[str | os.PathLike], *, include: Sequence[str] = (), exclude: Sequence[str] = (),
             prune: bool = False, workers: int = 2, options: ExtractOptions | None = None,
             progress: bool | None = None, batch_items: int = 64, retry_failed: bool = False,
-            follow_symlinks: bool = True, on_progress: Callable[[int, int, int], None] | None = None,
+            follow_symlinks: bool = True, on_progress: ProgressCallback | None = None,
             engine: str = "local", ray_address: str | None = None) -> IndexReport:
         """Index new and changed files under ``paths``; failures are recorded, never fatal.
 
@@ -262,7 +196,7 @@ class Collection:
                 themselves are always followed).
             on_progress: called as ``on_progress(files_done, files_total, items)`` as files complete.
             engine: "local" (worker processes and this process's model) or "ray": decoding and
-                embedding on a Ray cluster (``pip install 'vlsearch[ray]'``; see ``ray_ingest``).
+                embedding on a Ray cluster (``pip install 'vlsearch[ray]'``; see ``ingest.ray``).
             ray_address: the Ray cluster to join (default: a running ``ray.init``, else a local one).
         """
         if engine not in ("local", "ray"):
@@ -273,49 +207,16 @@ class Collection:
         self._record_meta(_layout(options))
         known = self.store.files()
         roots = [str(Path(p).expanduser().resolve()) for p in paths]
-        todo: list[tuple[Found, str]] = []
-        present: set[str] = set()
-        for found in discover([Path(p).expanduser() for p in paths], include, exclude, follow_symlinks):
-            report.seen += 1
-            source = str(found.path)
-            present.add(source)
-            if found.error:
-                self._fail(report, source, found.error)
-            elif found.kind is None:
-                report.skipped += 1
-            else:
-                entry = known.get(source)
-                same_stat = entry is not None and (entry.size, entry.mtime) == (found.size, found.mtime)
-                if same_stat and entry.status == "done":
-                    report.unchanged += 1
-                    continue
-                if same_stat and entry.status == "failed" and not retry_failed:
-                    report.failed_before += 1
-                    continue
-                try:
-                    digest = content_hash(found.path)
-                except VlsearchError as exc:
-                    self._fail(report, source, str(exc))
-                    continue
-                if entry and entry.status == "done" and entry.content_hash == digest:  # touched, not changed
-                    self._marks.append(FileEntry(source, digest, entry.items, "done", "", found.mtime, found.size))
-                    report.unchanged += 1
-                    continue
-                if entry is None:
-                    report.new += 1
-                elif entry.status == "done":
-                    report.changed += 1
+        with IndexWriter(self.store, self.embedder, self.dim, report, batch_items=batch_items, progress=progress,
+                         on_progress=on_progress) as writer:
+            todo, present = self._changes(paths, include, exclude, follow_symlinks, retry_failed, known, writer)
+            if todo:
+                writer.previous = {str(f.path) for f, _ in todo if str(f.path) in known}
+                writer.start(len(todo))
+                if engine == "ray":
+                    self._extract_on_ray(writer, todo, options, ray_address)
                 else:
-                    report.retried += 1
-                todo.append((found, digest))
-        if todo:
-            previous = {str(f.path) for f, _ in todo if str(f.path) in known}
-            ingest = _Ingest(self, report, progress, batch_items, previous, on_progress)
-            if engine == "ray":
-                self._add_on_ray(ingest, todo, options, ray_address)
-            else:
-                ingest.run(extract_all(todo, options, workers=workers), len(todo))
-        self._write_marks()
+                    writer.consume(extract_all(todo, options, workers=workers))
         if prune:
             gone = [s for s in known if s not in present and any(_under(s, r) for r in roots)]
             if gone:
@@ -326,34 +227,62 @@ class Collection:
         report.seconds = time.perf_counter() - started
         return report
 
-    @staticmethod
-    def _add_on_ray(ingest: _Ingest, todo: list[tuple[Found, str]], options: ExtractOptions,
-                    address: str | None) -> None:
+    def _changes(self, paths: Sequence[str | os.PathLike], include: Sequence[str], exclude: Sequence[str],
+                 follow_symlinks: bool, retry_failed: bool, known: dict[str, FileEntry],
+                 writer: IndexWriter) -> tuple[list[tuple[Found, str]], set[str]]:
+        """Discover the files under ``paths`` and sort them: unchanged (by size and time, else by
+        hash), failed before, or to index (with their content hash). Returns (to index, every source seen)."""
+        report, todo, present = writer.report, [], set()
+        for found in discover([Path(p).expanduser() for p in paths], include, exclude, follow_symlinks):
+            report.seen += 1
+            source = str(found.path)
+            present.add(source)
+            if found.error:
+                writer.failed(source, found.error)
+                continue
+            if found.kind is None:
+                report.skipped += 1
+                continue
+            entry = known.get(source)
+            same_stat = entry is not None and (entry.size, entry.mtime) == (found.size, found.mtime)
+            if same_stat and entry.status == "done":
+                report.unchanged += 1
+                continue
+            if same_stat and entry.status == "failed" and not retry_failed:
+                report.failed_before += 1
+                continue
+            try:
+                digest = content_hash(found.path)
+            except VlsearchError as exc:
+                writer.failed(source, str(exc))
+                continue
+            if entry and entry.status == "done" and entry.content_hash == digest:  # touched, not changed
+                writer.unchanged(FileEntry(source, digest, entry.items, "done", "", found.mtime, found.size))
+                report.unchanged += 1
+                continue
+            if entry is None:
+                report.new += 1
+            elif entry.status == "done":
+                report.changed += 1
+            else:
+                report.retried += 1
+            todo.append((found, digest))
+        return todo, present
+
+    def _extract_on_ray(self, writer: IndexWriter, todo: list[tuple[Found, str]], options: ExtractOptions,
+                        address: str | None) -> None:
         """The extract + embed stage on a Ray cluster (a local one is started and stopped here)."""
-        from .ray_ingest import connect, ray_extract_embed
+        from .ingest.ray import connect, ray_extract_embed
 
         started = connect(address)
         try:
-            ray_extract_embed(ingest, todo, options)
+            ray_extract_embed(writer, todo, options, model=self.model_name, model_options=self.model_options,
+                              fingerprint=self.meta.get("fingerprint"))
         finally:
             if started:
                 import ray
 
                 ray.shutdown()
-
-    def _fail(self, report: IndexReport, source: str, reason: str, digest: str = "") -> None:
-        report.failed.append((source, reason))
-        try:
-            stat = os.stat(source)
-            size, mtime = stat.st_size, stat.st_mtime
-        except OSError:
-            size, mtime = 0, 0.0
-        self._marks.append(FileEntry(source, digest, 0, "failed", reason, mtime, size))
-
-    def _write_marks(self, entries: Sequence[FileEntry] = ()) -> None:
-        """File states are written in one commit, after the records they describe."""
-        entries, self._marks = [*self._marks, *entries], []
-        self.store.mark_files(entries)
 
     # ---------------------------------------------------------------- search
 
@@ -389,16 +318,14 @@ class Collection:
         depth = max(candidates, top_k) if rerank else top_k
         hits = self.store.search(np.asarray(vector, np.float32), k=depth + (like is not None), where=where)
         hits = [h for h in hits if h.record.id != like][:depth]
-        results = [Result(0, h.record.id, h.score, h.score, None, h.record.source, h.record.modality, h.record.page,
-                          h.record.start, h.record.end, h.record.text, h.record.thumbnail, h.record.metadata)
-                   for h in hits]
+        results = [Result.of(h) for h in hits]
         if rerank and results:
             self._rerank(query_item, results, hits, instruction)
         for rank, result in enumerate(results[:top_k], 1):
             result.rank = rank
         return results[:top_k]
 
-    def _rerank(self, query: Item, results: list[Result], hits: list[Any], instruction: str | None) -> None:
+    def _rerank(self, query: Item, results: list[Result], hits: list[Hit], instruction: str | None) -> None:
         entries, checked = self.store.files(), {}  # one look-up per search, one check per source
         docs, notes = zip(*(self._item_of(h.record, entries, checked) for h in hits))
         query = Item(text=query.text, image=query.image, video=query.video, fps=query.fps)
@@ -416,36 +343,26 @@ class Collection:
             return Item(text=record.text), ""
         checked = {} if checked is None else checked
         if record.source not in checked:
-            checked[record.source] = self._source_changed(record, (entries or {}).get(record.source))
+            checked[record.source] = _source_changed(record, (entries or {}).get(record.source))
         reason = checked[record.source]
         if not reason:
             try:
-                return piece_item(record.source, record.modality, record.page, record.start, record.end,
-                                  self.extract_options()), ""
+                return piece_item(record.source, record.locator, self.extract_options()), ""
             except VlsearchError as exc:
                 reason = str(exc)
         if not record.thumbnail:
             raise MediaError(f"{record.source}: cannot rebuild item {record.id} for reranking ({reason})")
         return Item(image=record.thumbnail, text=record.text or None), f"reranked on the thumbnail: {reason}"
 
-    @staticmethod
-    def _source_changed(record: Record, entry: FileEntry | None) -> str:
-        """Empty when the source still holds what was indexed, else why not. Size and time as
-        recorded settle it without reading the file; otherwise the content hash does."""
-        try:
-            stat = os.stat(record.source)
-            if entry is not None and entry.content_hash == record.content_hash and \
-                    (stat.st_size, stat.st_mtime) == (entry.size, entry.mtime):
-                return ""
-            if content_hash(record.source) == record.content_hash:
-                return ""
-        except OSError:
-            pass
-        except VlsearchError as exc:
-            return str(exc)
-        return "source changed or missing since indexing"
-
     # ---------------------------------------------------------------- management
+
+    def records(self, ids: Sequence[str]) -> list[Record]:
+        """The stored records with these ids (with vectors), in the order asked; unknown ids skipped."""
+        return self.store.get(ids)
+
+    def file_state(self, source: str) -> FileEntry | None:
+        """What was indexed from ``source`` (content hash, size, time, done or failed), or None."""
+        return self.store.files().get(source)
 
     def delete(self, ids: Sequence[str] | None = None, sources: Sequence[str] | None = None) -> int:
         """Remove items by id, or every item of the given source files; returns how many."""
@@ -465,19 +382,7 @@ class Collection:
     @staticmethod
     def remove(name: str) -> None:
         """Delete a collection and everything in it."""
-        path = collection_path(name)
-        if not (path / "store").is_dir() and not (path / "collection.json").is_file():
-            raise StoreError(f"no collection {name!r} (looked in {path})")
-        external = read_json(path / "collection.json").get("store")
-        if external:
-            drop = getattr(open_store(external), "drop", None)
-            if drop is not None:
-                drop()
-        shutil.rmtree(path)
-
-
-LAYOUT_FIELDS = ("max_pixels", "min_pixels", "segment_seconds", "video_fps", "video_max_frames", "video_max_pixels",
-                 "chunk_chars", "chunk_overlap")
+        Catalog().remove(name)
 
 
 def _layout(options: ExtractOptions) -> dict[str, Any]:
@@ -485,114 +390,22 @@ def _layout(options: ExtractOptions) -> dict[str, Any]:
     return {name: getattr(options, name) for name in LAYOUT_FIELDS}
 
 
-def _load(name: str, local: type, remote: type, options: dict[str, Any]) -> Any:
-    """A local model, or a remote one when ``name`` is a server URL (``$VLSEARCH_API_KEY`` as its key)."""
-    if is_remote(name):
-        return remote(name, api_key=os.environ.get("VLSEARCH_API_KEY"))
-    return local(name, **options)
-
-
 def _under(source: str, root: str) -> bool:
     return source == root or source.startswith(root.rstrip(os.sep) + os.sep)
 
 
-class _Ingest:
-    """Embeds streamed pieces in cross-file batches; writes only whole files, several per commit."""
-
-    def __init__(self, collection: Collection, report: IndexReport, progress: bool | None, batch_items: int,
-                 previous: set[str], on_progress: Callable[[int, int, int], None] | None = None):
-        self.c, self.report, self.batch_items, self.previous = collection, report, batch_items, previous
-        self.on_progress, self.files_done = on_progress, 0
-        self.show = progress if progress is not None else sys.stderr.isatty()
-        self.pending: list[Piece] = []  # waiting for the embedder
-        self.records: dict[str, list[Record]] = {}  # embedded, by source, until the file is complete
-        self.complete: dict[str, Any] = {}  # source -> its last ExtractResult: all parts extracted
-        self.dead: set[str] = set()
-
-    def run(self, results: Iterable[Any], files: int) -> None:
-        from tqdm.auto import tqdm
-
-        with tqdm(total=files, unit="file", disable=not self.show, dynamic_ncols=True) as bar:
-            self.bar, self.started = bar, time.perf_counter()
-            if self.on_progress:
-                self.on_progress(0, files, 0)
-            for result in results:
-                source = str(result.found.path)
-                if result.error:
-                    self._drop(source, result.content_hash, result.error)
-                else:
-                    self.records.setdefault(source, [])
-                    self.pending += result.pieces
-                if result.last and not result.error:
-                    self.complete[source] = result
-                if len(self.pending) >= self.batch_items:
-                    self._embed()
-            self._embed()
-
-    def _embed(self) -> None:
-        while self.pending:
-            pieces = [p for p in self.pending if p.source not in self.dead]
-            try:
-                vectors = self.c.embedder.embed([p.item for p in pieces], dim=self.c.dim, progress=False)
-            except VlsearchError as exc:
-                index = getattr(exc, "item", None)
-                if index is None:
-                    raise
-                bad = pieces[index]
-                self._drop(bad.source, bad.content_hash, f"{_locator(bad)}: {exc.reason}")
-                continue
-            for piece, vector in zip(pieces, vectors):
-                self.records[piece.source].append(_record(piece, vector))
-            self.report.items += len(pieces)
-            self.pending = []
-        self._write()
-
-    def _write(self) -> None:
-        """Records of the complete files in one commit, then their states in another: a kill in
-        between leaves files not marked done, which the next run redoes (upserts, no duplicates)."""
-        store, done = self.c.store, list(self.complete.items())
-        self.complete = {}
-        if not done:
-            return
-        records = {source: self.records.pop(source, []) for source, _ in done}
-        store.add([r for rows in records.values() for r in rows])
-        entries = []
-        for source, result in done:
-            if source in self.previous:  # rows of an older version of the file
-                store.delete(sources=[source], keep_hash=result.content_hash)
-            found = result.found  # size and time as hashed, so a later edit is seen as a change
-            entries.append(FileEntry(source, result.content_hash, len(records[source]), "done", "", found.mtime,
-                                     found.size))
-        self.c._write_marks(entries)
-        self._advance(len(done))
-        rate = self.report.items / max(time.perf_counter() - self.started, 1e-9)
-        self.bar.set_postfix_str(f"{self.report.items} items, {rate:.1f} items/s", refresh=False)
-
-    def _drop(self, source: str, digest: str, reason: str) -> None:
-        self.dead.add(source)
-        self.records.pop(source, None)
-        self.complete.pop(source, None)
-        self.pending = [p for p in self.pending if p.source != source]
-        self.c._fail(self.report, source, reason, digest)
-        self._advance(1)
-
-    def _advance(self, files: int) -> None:
-        self.bar.update(files)
-        self.files_done += files
-        if self.on_progress:
-            self.on_progress(self.files_done, self.bar.total, self.report.items)
-
-
-def _record(piece: Piece, vector: np.ndarray) -> Record:
-    return Record(id=make_record_id(piece.source, piece.modality, piece.page, piece.start, piece.end, piece.chunk),
-                  source=piece.source, content_hash=piece.content_hash, modality=piece.modality, page=piece.page,
-                  start=piece.start, end=piece.end, chunk=piece.chunk, text=piece.text, thumbnail=piece.thumbnail,
-                  metadata=piece.metadata, vector=np.asarray(vector, np.float32))
-
-
-def _locator(piece: Piece) -> str:
-    if piece.page is not None:
-        return f"page {piece.page}"
-    if piece.start is not None:
-        return f"{piece.start:.1f}-{piece.end:.1f} s"
-    return f"chunk {piece.chunk}" if piece.chunk is not None else "item"
+def _source_changed(record: Record, entry: FileEntry | None) -> str:
+    """Empty when the source still holds what was indexed, else why not. Size and time as
+    recorded settle it without reading the file; otherwise the content hash does."""
+    try:
+        stat = os.stat(record.source)
+        if entry is not None and entry.content_hash == record.content_hash and \
+                (stat.st_size, stat.st_mtime) == (entry.size, entry.mtime):
+            return ""
+        if content_hash(record.source) == record.content_hash:
+            return ""
+    except OSError:
+        pass
+    except VlsearchError as exc:
+        return str(exc)
+    return "source changed or missing since indexing"

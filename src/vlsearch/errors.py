@@ -36,6 +36,23 @@ class StoreError(VlsearchError):
     """The vector store refused an operation or is inconsistent."""
 
 
+class CollectionNotFound(StoreError):
+    """No collection by that name (or at that path)."""
+
+
+class Overloaded(VlsearchError):
+    """The model cannot take more work now (HTTP 503 in the server).
+
+    Attributes:
+        code: why: "queue_full" or "shutting_down".
+        retry_after: seconds worth waiting before trying again, when known.
+    """
+
+    def __init__(self, message: str, code: str = "queue_full", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code, self.retry_after = code, retry_after
+
+
 class MissingExtraError(VlsearchError, ImportError):
     """An optional dependency is not installed; the message has the pip line."""
 

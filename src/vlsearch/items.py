@@ -8,10 +8,14 @@ with the same keys are accepted everywhere an ``Item`` is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Union
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Union
 
-from .errors import InputError
+from PIL import Image
 
+from .errors import InputError, each_item
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tiff", ".tif", ".svg")
 ITEM_KEYS = ("text", "image", "video", "instruction", "fps", "max_frames", "metadata")
 
 
@@ -62,3 +66,51 @@ class Item:
 
 
 ItemLike = Union[Item, Mapping[str, Any], str]
+
+
+def as_items(items: Iterable[ItemLike] | ItemLike) -> list[Item]:
+    """A list of ``Item`` from a list of dicts/Items/strings (or one of them); errors name the index."""
+    if isinstance(items, (str, Mapping, Item)):
+        items = [items]
+    return each_item(items, Item.of)
+
+
+def listed(value: Any) -> list[Any]:
+    """``value`` as a list: None is empty, a list or tuple is itself, anything else one element."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _is_frame(value: Any) -> bool:
+    if isinstance(value, Image.Image):
+        return True
+    if isinstance(value, (str, Path)):
+        text = str(value).split("?", 1)[0].lower()
+        return text.endswith(IMAGE_EXTENSIONS) or text.startswith("data:image")
+    return False
+
+
+def split_videos(video: Any) -> list[Any]:
+    """The official rule: a path/URL or a list of frames is one video; any other list is many."""
+    if video is None:
+        return []
+    if isinstance(video, (str, Path, bytes, bytearray)):
+        return [video]
+    if isinstance(video, (list, tuple)):
+        if not video:
+            return []
+        if _is_frame(video[0]) or (isinstance(video[0], bytes) and _sniff_image(video[0])):
+            return [list(video)]
+        return list(video)
+    raise InputError(f"video must be a path, URL, bytes or a list, not {type(video).__name__}")
+
+
+def _sniff_image(data: bytes) -> bool:
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)):
+            return True
+    except Exception:
+        return False

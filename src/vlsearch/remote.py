@@ -8,7 +8,8 @@ Example:
 
 from __future__ import annotations
 
-from .models.remote import RemoteEmbedder, RemoteReranker, is_remote
+from .models.loading import is_remote
+from .models.remote import RemoteEmbedder, RemoteReranker
 
 Embedder = RemoteEmbedder
 Reranker = RemoteReranker

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from ..errors import InputError
-from . import model_arguments, model_options
+from .common import command, model_arguments, model_options
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser(
-        "eval", help="score retrieval benchmarks (ViDoRe, JinaVDR, MMEB-V2, MTEB, your own folder)",
+    p = command(
+        commands, "eval", help="score retrieval benchmarks (ViDoRe, JinaVDR, MMEB-V2, MTEB, your own folder)",
         description="Embed each task's corpus and queries, rank with the vector store (exact search), optionally "
                     "rerank, and write results.json, report.md and one TREC run file per configuration.")
     p.add_argument("tasks", nargs="*", metavar="TASK", help="registered task names (--list) or dataset directories")
@@ -49,6 +48,7 @@ def _ints(text: str | None) -> list[int] | None:
 
 def run(args: argparse.Namespace) -> int:
     from ..eval.runner import EvalOptions, run_eval
+    from ..models.loading import embedder_name
 
     if args.list:
         return list_tasks()
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--queries/--qrels describe one folder task; give exactly one TASK")
     options = EvalOptions(
         output=Path(args.output),
-        model=args.model or os.environ.get("VLSEARCH_EMBEDDER") or "Qwen/Qwen3-VL-Embedding-2B",
+        model=embedder_name(args.model),
         reranker=args.reranker, rerank_top=args.rerank_top, dims=_ints(args.dim),
         precisions=[p.strip() for p in args.precision.split(",") if p.strip()], depth=args.depth,
         limit_queries=args.limit_queries, cache_dir=Path(args.cache_dir) if args.cache_dir else None,

@@ -6,11 +6,11 @@ import argparse
 import sys
 from dataclasses import replace
 
-from . import EXIT_OK, EXIT_PARTIAL, model_arguments, model_options
+from .common import EXIT_OK, EXIT_PARTIAL, command, model_arguments, model_options
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("index", help="index files and folders (incremental)",
+    p = command(commands, "index", help="index files and folders (incremental)",
                             description="Index PDFs (one item per page), images, videos (segments) and text "
                                         "files (chunks). Only new or changed files are embedded.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched recursively)")

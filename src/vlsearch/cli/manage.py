@@ -5,23 +5,26 @@ from __future__ import annotations
 import argparse
 import json
 
+from .common import command
+
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("collections", help="list collections")
+    p = command(commands, "collections", help="list collections")
     p.set_defaults(run=run_list)
-    p = commands.add_parser("info", help="describe a collection")
+    p = command(commands, "info", help="describe a collection")
     p.add_argument("name")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run_info)
-    p = commands.add_parser("rm", help="delete a collection")
+    p = command(commands, "rm", help="delete a collection")
     p.add_argument("name")
     p.set_defaults(run=run_rm)
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from ..collection import Collection, list_collections
+    from ..catalog import Catalog
+    from ..collection import Collection
 
-    for name in list_collections():
+    for name in Catalog().names():
         info = Collection(name, create=False).info()
         print(f"{name}\t{info['items']} items\t{info['files']} files\t{info.get('model', '-')}")
     return 0

@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from . import EXIT_ERROR, EXIT_OK
+from .common import EXIT_ERROR, EXIT_OK, command
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser(
-        "parity", help="compare a model server with the local checkpoint",
+    p = command(
+        commands, "parity", help="compare a model server with the local checkpoint",
         description="Embed (and rerank) a built-in probe set locally and on a model server (vlsearch, "
                     "vLLM ...) and report the deviation per probe. Exit status 1 when a probe deviates.")
     p.add_argument("--model", required=True, help="local embedding checkpoint (hub id or directory)")

@@ -6,11 +6,11 @@ import argparse
 import json
 import sys
 
-from . import model_arguments, model_options
+from .common import command, model_arguments, model_options
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("search", help="search a collection",
+    p = command(commands, "search", help="search a collection",
                             description="Embed the query, take the nearest items, rerank them.")
     p.add_argument("query", nargs="?", help="query text")
     p.add_argument("--image", metavar="FILE", help="query image (alone or with the text)")

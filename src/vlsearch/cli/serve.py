@@ -7,14 +7,14 @@ import os
 import sys
 from pathlib import Path
 
-from . import EXIT_USAGE, model_arguments
+from .common import EXIT_USAGE, command, model_arguments
 
 MiB = 1024 * 1024
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser(
-        "serve", help="run the HTTP server (OpenAI embeddings, Cohere/Jina rerank, collections)",
+    p = command(
+        commands, "serve", help="run the HTTP server (OpenAI embeddings, Cohere/Jina rerank, collections)",
         description="Serve /v1/embeddings (OpenAI), /v1/rerank (Cohere/Jina), /v1/collections, /health and "
                     "/metrics. The models load once at start-up; concurrent requests share model batches.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs a key)")

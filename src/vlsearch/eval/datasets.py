@@ -302,7 +302,8 @@ def load_folder(root: Path, *, queries: Path | None = None, qrels: Path | None =
 def _pdf_page(path: Path, page: int) -> Callable[[], ItemDict]:
     def build() -> ItemDict:
         from ..ingest.extractors import piece_item
+        from ..locator import Locator
 
-        return {"image": piece_item(str(path), "pdf_page", page, None, None).image}
+        return {"image": piece_item(str(path), Locator("pdf_page", page=page)).image}
 
     return build

@@ -36,7 +36,8 @@ import numpy as np
 
 from ..errors import InputError, VlsearchError, in_context
 from ..files import atomic_write
-from ..models.embedder import quantize, truncate_dim
+from ..models.contract import quantize, truncate_dim
+from ..models.loading import DEFAULT_EMBEDDER, load_embedder, load_reranker
 from .datasets import RetrievalTask
 from .metrics import DEFAULT_METRICS, evaluate, ranked
 
@@ -190,16 +191,16 @@ def _quote(value: str) -> str:
 def first_stage(task: RetrievalTask, doc_ids: Sequence[str], doc_vectors: np.ndarray, query_ids: Sequence[str],
                 query_vectors: np.ndarray, setting: Setting, depth: int, workdir: Path,
                 progress: bool = False) -> dict[str, dict[str, float]]:
-    """Rank every query with ``LanceStore.search`` (exact) over this setting's vectors."""
+    """Rank every query with the store's exact search (LanceDB) over this setting's vectors."""
     from tqdm.auto import tqdm
 
-    from ..stores.base import Record
-    from ..stores.lancedb import LanceStore
+    from ..locator import Locator
+    from ..stores import Record, open_store
 
-    store = LanceStore(workdir / setting.name, dim=setting.dim)
+    store = open_store(str(workdir / setting.name), dim=setting.dim)
     docs, queries = setting.vectors(doc_vectors), setting.vectors(query_vectors)
     for start in range(0, len(doc_ids), 2000):
-        store.add([Record(id=d, source=d, content_hash="", modality=modality(task.corpus[d]), vector=docs[i])
+        store.add([Record(id=d, source=d, content_hash="", locator=Locator(modality(task.corpus[d])), vector=docs[i])
                    for i, d in enumerate(doc_ids[start:start + 2000], start)])
     run: dict[str, dict[str, float]] = {}
     for i, qid in enumerate(tqdm(query_ids, desc=f"{task.name} {setting.name}", unit="query", disable=not progress,
@@ -242,7 +243,7 @@ class EvalOptions:
     """What to run: models, configurations, depth, where to write and cache."""
 
     output: Path
-    model: str = "Qwen/Qwen3-VL-Embedding-2B"
+    model: str = DEFAULT_EMBEDDER
     reranker: str | None = None
     rerank_top: int = 100
     dims: Sequence[int] | None = None
@@ -271,10 +272,9 @@ def run_eval(tasks: Sequence[str], options: EvalOptions, *, embedder: Any = None
     Example:
         >>> run_eval(["vidore1-docvqa"], EvalOptions(Path("out"), dims=[2048, 512]))  # doctest: +SKIP
     """
-    from .. import __version__
-    from ..collection import vlsearch_home
+    from ..catalog import vlsearch_home
+    from ..version import __version__
     from . import report
-    from .loader import load_task
 
     if not tasks:
         raise InputError("no task given")
@@ -290,56 +290,63 @@ def run_eval(tasks: Sequence[str], options: EvalOptions, *, embedder: Any = None
             print(message, file=sys.stderr, flush=True)
 
     if embedder is None:
-        from ..models.embedder import Embedder
-
         log(f"loading {options.model}")
-        embedder = Embedder(options.model, **(options.model_options or {}))
+        embedder = load_embedder(options.model, **(options.model_options or {}))
     dims = list(options.dims or [embedder.dim])
     for d in dims:
         if not 1 <= d <= embedder.dim:
             raise InputError(f"dim must be between 1 and {embedder.dim}, not {d}")
     settings = [Setting(d, p) for d in dims for p in options.precisions]
     if options.reranker and reranker is None:
-        from ..models.reranker import Reranker
-
         log(f"loading {options.reranker}")
-        reranker = Reranker(options.reranker, **(options.model_options or {}))
+        reranker = load_reranker(options.reranker, **(options.model_options or {}))
     output = Path(options.output)
     output.mkdir(parents=True, exist_ok=True)
     cache_root = Path(options.cache_dir) if options.cache_dir else vlsearch_home() / "eval-cache"
     cache = EmbeddingCache(cache_root, options.chunk_size)
     results = report.new_results(__version__, options, embedder, reranker, settings)
     for name in tasks:
-        started = time.perf_counter()
-        task, spec = load_task(name, data_dir=options.data_dir, media_root=options.media_root,
-                               queries=options.queries, qrels=options.qrels, language=options.language)
-        task = task.limited(options.limit_queries)
-        if task.name in results["tasks"]:  # two directories with the same name
-            task = replace(task, name=next(f"{task.name}-{i}" for i in range(2, 10_000)
-                                           if f"{task.name}-{i}" not in results["tasks"]))
-        metrics = list(dict.fromkeys([*options.metrics, task.metric]))
-        log(f"{task.name}: {len(task.corpus)} documents, {len(task.queries)} queries ({task.source})")
-        doc_ids, query_ids = list(task.corpus), list(task.queries)
-        doc_vecs = cache.vectors(embedder, task, "corpus", doc_ids, task.doc_instruction, show)
-        query_vecs = cache.vectors(embedder, task, "queries", query_ids, task.query_instruction, show)
-        entry = report.task_entry(task, spec, options, metrics)
-        results["tasks"][task.name] = entry
-        rerank_cache = RerankCache(cache_root, reranker, task, task.rerank_instruction or task.query_instruction) \
-            if reranker is not None else None
-        depth = max(options.depth, options.rerank_top if reranker is not None else 0)
-        with tempfile.TemporaryDirectory(prefix="vlsearch-eval-", dir=output) as work:
-            for setting in settings:
-                run = first_stage(task, doc_ids, doc_vecs, query_ids, query_vecs, setting, depth, Path(work), show)
-                report.add_run(output, entry, task, setting, run, evaluate(run, task.qrels, metrics), False)
-                if rerank_cache is not None:
-                    reranked = rerank(task, run, reranker, options.rerank_top, rerank_cache,
-                                      task.rerank_instruction or task.query_instruction, show)
-                    report.add_run(output, entry, task, setting, reranked, evaluate(reranked, task.qrels, metrics),
-                                   True)
-        entry["seconds"] = round(time.perf_counter() - started, 2)
-        report.write(output, results)
-        for config, value in entry["runs"].items():
-            log(f"  {config:28} {task.metric} {100 * value['metrics'][task.metric]:6.2f}")
+        _run_task(name, options, embedder, reranker, settings, cache, cache_root, results, log, show)
     report.write(output, results)
     log(f"wrote {output / 'results.json'} and {output / 'report.md'}")
     return results
+
+
+def _run_task(name: str, options: EvalOptions, embedder: Any, reranker: Any, settings: list[Setting],
+              cache: EmbeddingCache, cache_root: Path, results: dict[str, Any], log: Callable[[str], None],
+              show: bool) -> None:
+    """One task: embed (cached), rank each setting, rerank, score; adds the task to ``results``."""
+    from . import report
+    from .loader import load_task
+
+    output = Path(options.output)
+    started = time.perf_counter()
+    task, spec = load_task(name, data_dir=options.data_dir, media_root=options.media_root,
+                           queries=options.queries, qrels=options.qrels, language=options.language)
+    task = task.limited(options.limit_queries)
+    if task.name in results["tasks"]:  # two directories with the same name
+        task = replace(task, name=next(f"{task.name}-{i}" for i in range(2, 10_000)
+                                       if f"{task.name}-{i}" not in results["tasks"]))
+    metrics = list(dict.fromkeys([*options.metrics, task.metric]))
+    log(f"{task.name}: {len(task.corpus)} documents, {len(task.queries)} queries ({task.source})")
+    doc_ids, query_ids = list(task.corpus), list(task.queries)
+    doc_vecs = cache.vectors(embedder, task, "corpus", doc_ids, task.doc_instruction, show)
+    query_vecs = cache.vectors(embedder, task, "queries", query_ids, task.query_instruction, show)
+    entry = report.task_entry(task, spec, options, metrics)
+    results["tasks"][task.name] = entry
+    rerank_cache = RerankCache(cache_root, reranker, task, task.rerank_instruction or task.query_instruction) \
+        if reranker is not None else None
+    depth = max(options.depth, options.rerank_top if reranker is not None else 0)
+    with tempfile.TemporaryDirectory(prefix="vlsearch-eval-", dir=output) as work:
+        for setting in settings:
+            run = first_stage(task, doc_ids, doc_vecs, query_ids, query_vecs, setting, depth, Path(work), show)
+            report.add_run(output, entry, task, setting, run, evaluate(run, task.qrels, metrics), False)
+            if rerank_cache is not None:
+                reranked = rerank(task, run, reranker, options.rerank_top, rerank_cache,
+                                  task.rerank_instruction or task.query_instruction, show)
+                report.add_run(output, entry, task, setting, reranked, evaluate(reranked, task.qrels, metrics),
+                               True)
+    entry["seconds"] = round(time.perf_counter() - started, 2)
+    report.write(output, results)
+    for config, value in entry["runs"].items():
+        log(f"  {config:28} {task.metric} {100 * value['metrics'][task.metric]:6.2f}")

@@ -1,8 +1,8 @@
 """Turn one file into pieces ready to embed: PDF pages, an image, video segments, text chunks.
 
 Each ``Piece`` carries the ``Item`` the embedder receives, plus what a search result
-shows: source, page or time span, text, a small JPEG thumbnail. Piece ids derive from
-the file's content hash, so re-ingesting the same bytes gives the same ids. Every
+shows: source, page or time span, text, a small JPEG thumbnail. A piece's record id
+derives from the file's path and the piece's locator, so re-ingesting a file gives the same ids. Every
 failure is a ``MediaError`` (or ``InputError`` for bad options) naming the file and why.
 
 Work on a file is cut into parts so that memory stays bounded whatever its size:
@@ -20,12 +20,13 @@ import re
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Iterator
 
 from PIL import Image
 
 from ..errors import InputError, MediaError, VlsearchError
 from ..items import Item
+from ..locator import Located, Locator
 from ..media.images import MediaLimits, describe, load_image, read_source
 from ..media.pdf import PdfPage, page_count, render_pages
 from ..media.video import VideoInfo, probe
@@ -36,46 +37,43 @@ from .video_frames import Segment, decode_segments
 __all__ = ["Piece", "Part", "ExtractOptions", "plan_parts", "extract_part", "extract", "iter_extract",
            "piece_item", "plan_segments", "chunk_text", "html_to_text", "thumbnail_jpeg", "to_rgb"]
 
-Modality = Literal["text", "image", "pdf_page", "video"]
 THUMBNAIL_SIDE = 256
-_ID_TOLERANCE = 5e-4  # piece ids give segment times to the millisecond
+_ID_TOLERANCE = 5e-4  # record ids give segment times to the millisecond
 
 
 @dataclass
-class Piece:
+class Piece(Located):
     """One unit to embed and to show in results.
 
     Attributes:
-        id: deterministic: ``{hash[:16]}:p{page}``, ``:t{start:.3f}-{end:.3f}``, ``:c{chunk}`` or ``:img``.
         source: the file's path.
         content_hash: SHA-256 of the file's bytes.
-        modality: "text", "image", "pdf_page" or "video".
-        page: 1-based PDF page.
-        start, end: seconds of a video segment.
-        chunk: 0-based index of a text chunk.
+        locator: modality ("text", "image", "pdf_page" or "video") and position: the PDF page
+            (1-based), the video segment's start and end in seconds, the text chunk (0-based).
         text: what is shown and keyword-searched (text chunk, PDF text layer, "" otherwise).
         thumbnail: JPEG bytes, longest side <= 256 px (``None`` for text).
         metadata: per-modality details (sizes, page count, frame times, character offsets).
         item: what the embedder receives.
 
+    Its record id is ``record_id``: the same for the same source and locator, whatever the bytes.
+
     Example:
         >>> piece = extract("report.pdf", "pdf", content_hash("report.pdf"), ExtractOptions())[0]
-        >>> piece.id, piece.page
-        ('9f86d081884c7d65:p1', 1)
+        >>> piece.locator, piece.page
+        (Locator(modality='pdf_page', page=1, start=None, end=None, chunk=None), 1)
     """
 
-    id: str
     source: str
     content_hash: str
-    modality: Modality
-    page: int | None
-    start: float | None
-    end: float | None
-    chunk: int | None
+    locator: Locator
     text: str
     thumbnail: bytes | None
     metadata: dict[str, Any]
     item: Item
+
+    @property
+    def record_id(self) -> str:
+        return self.locator.record_id(self.source)
 
 
 @dataclass
@@ -198,8 +196,8 @@ def extract(path: str | Path, kind: Kind, content_hash: str, options: ExtractOpt
     """All pieces of one file (see ``iter_extract``).
 
     Example:
-        >>> [p.id for p in extract("notes.md", "text", content_hash("notes.md"))]
-        ['5891b5b522d5df08:c0']
+        >>> [p.chunk for p in extract("notes.md", "text", content_hash("notes.md"))]
+        [0]
     """
     return list(iter_extract(path, kind, content_hash, options))
 
@@ -220,15 +218,14 @@ def iter_extract(path: str | Path, kind: Kind, content_hash: str,
 
     Example:
         >>> for piece in iter_extract("talk.mp4", "video", digest, ExtractOptions(segment_seconds=10)):
-        ...     print(piece.id, piece.start, piece.end, len(piece.item.video))
+        ...     print(piece.start, piece.end, len(piece.item.video))
     """
     options = options or ExtractOptions()
     for part in plan_parts(path, kind, content_hash, options):
         yield from _iter_part(part, options)
 
 
-def piece_item(source: str, modality: str, page: int | None, start: float | None, end: float | None,
-               options: ExtractOptions | None = None) -> Item:
+def piece_item(source: str, locator: Locator, options: ExtractOptions | None = None) -> Item:
     """The model input of one stored piece, rebuilt from its file without extracting the rest.
 
     A PDF page is rendered alone; a video segment is decoded from the keyframe before it,
@@ -241,10 +238,11 @@ def piece_item(source: str, modality: str, page: int | None, start: float | None
         InputError: a text piece (its text is the input), an unknown modality, a missing page or span.
 
     Example:
-        >>> item = piece_item(hit.source, hit.modality, hit.page, hit.start, hit.end, options)
+        >>> item = piece_item(hit.record.source, hit.record.locator, options)
     """
     o = options or ExtractOptions()
     name = describe(source)
+    modality, page, start, end = locator.modality, locator.page, locator.start, locator.end
     with _Errors(name):
         if modality == "pdf_page":
             if page is None:
@@ -296,11 +294,9 @@ def _iter_part(part: Part, options: ExtractOptions) -> Iterator[Piece]:
         yield from _PARTS[part.kind](part, options)
 
 
-def _piece(source: str, digest: str, modality: Modality, suffix: str, *, item: Item, text: str = "",
-           page: int | None = None, start: float | None = None, end: float | None = None,
-           chunk: int | None = None, thumbnail: bytes | None = None, **metadata: Any) -> Piece:
-    return Piece(id=f"{digest[:16]}:{suffix}", source=source, content_hash=digest, modality=modality,
-                 page=page, start=start, end=end, chunk=chunk, text=text, thumbnail=thumbnail,
+def _piece(source: str, digest: str, locator: Locator, *, item: Item, text: str = "",
+           thumbnail: bytes | None = None, **metadata: Any) -> Piece:
+    return Piece(source=source, content_hash=digest, locator=locator, text=text, thumbnail=thumbnail,
                  metadata=metadata, item=item)
 
 
@@ -347,15 +343,15 @@ def _pdf_part(part: Part, o: ExtractOptions) -> Iterator[Piece]:
 
 
 def _pdf_piece(path: str, digest: str, page: PdfPage) -> Piece:
-    return _piece(path, digest, "pdf_page", f"p{page.number}", item=Item(image=page.image), text=page.text,
-                  page=page.number, thumbnail=thumbnail_jpeg(page.image), page_count=page.count,
+    return _piece(path, digest, Locator("pdf_page", page=page.number), item=Item(image=page.image), text=page.text,
+                  thumbnail=thumbnail_jpeg(page.image), page_count=page.count,
                   width=page.image.width, height=page.image.height, scale=page.scale)
 
 
 def _image_part(part: Part, o: ExtractOptions) -> Iterator[Piece]:
     loaded = load_image(part.path, o.limits)  # size and decompression-bomb checks, first frame of animations
     image = to_rgb(loaded)
-    yield _piece(part.path, part.content_hash, "image", "img", item=Item(image=image),
+    yield _piece(part.path, part.content_hash, Locator("image"), item=Item(image=image),
                  thumbnail=thumbnail_jpeg(image), width=image.width, height=image.height, format=loaded.format,
                  mode=loaded.mode, frames=getattr(loaded, "n_frames", 1))
 
@@ -414,8 +410,8 @@ def _video_part(part: Part, o: ExtractOptions) -> Iterator[Piece]:
                               max_pixels=o.video_max_pixels, limits=o.limits)
     for number, (segment, frames) in enumerate(decoded, part.first):
         start, end = segment.start, segment.end
-        yield _piece(part.path, part.content_hash, "video", f"t{start:.3f}-{end:.3f}",
-                     item=Item(video=frames, fps=segment.fps), start=start, end=end,
+        yield _piece(part.path, part.content_hash, Locator("video", start=start, end=end),
+                     item=Item(video=frames, fps=segment.fps),
                      thumbnail=thumbnail_jpeg(frames[len(frames) // 2]), segment=number, segments=part.total,
                      sample_fps=segment.fps, source_fps=info.fps, duration=info.seconds, width=info.width,
                      height=info.height, frame_times=[round(i / info.fps, 3) for i in segment.indices])
@@ -433,8 +429,8 @@ def _text_part(part: Part, o: ExtractOptions) -> Iterator[Piece]:
     if not text.strip():
         raise MediaError(f"{name}: empty file (no text{' outside markup' if is_html else ''})")
     for number, (offset, chunk) in enumerate(chunk_text(text, o.chunk_chars, o.chunk_overlap)):
-        yield _piece(path, part.content_hash, "text", f"c{number}", item=Item(text=chunk), text=chunk,
-                     chunk=number, offset=offset, chars=len(chunk))
+        yield _piece(path, part.content_hash, Locator("text", chunk=number), item=Item(text=chunk), text=chunk,
+                     offset=offset, chars=len(chunk))
 
 
 _PLANNERS: dict[str, Callable[[str, Kind, str, ExtractOptions], list[Part]]] = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from PIL import Image
 
@@ -77,36 +77,19 @@ def decode_segments(path: str | Path, segments: list[Segment], fps: float, *, or
     name = describe(str(path))
     order = sorted({i for s in segments for i in s.indices})
     half = 0.5 / fps
-    chosen: dict[int, Image.Image] = {}
-    converted: tuple[Any, Image.Image | None] = (None, None)
-
-    def image_of(frame: Any) -> Image.Image:
-        nonlocal converted
-        if converted[0] is not frame:
-            converted = (frame, fit_pixels(frame.to_image(), max_pixels))
-        return converted[1]  # type: ignore[return-value]
-
-    def finished() -> Iterator[tuple[Segment, list[Image.Image]]]:
-        nonlocal emitted
-        while emitted < len(segments) and segments[emitted].indices[-1] in chosen:
-            segment = segments[emitted]
-            yield segment, [chosen[i] for i in segment.indices]
-            for i in segment.indices:
-                chosen.pop(i, None)
-            emitted += 1
-
-    pointer, emitted = 0, 0
+    picker = _Picker(segments, max_pixels)
+    pointer = 0
     previous: tuple[float, Any] | None = None  # the latest decoded frame: (time, frame)
     frames = _timed_frames(path, name, fps, origin, order[0] / fps - half, limits)
     try:
         for time, frame in frames:
             while pointer < len(order) and time > order[pointer] / fps + half:
-                chosen[order[pointer]] = image_of(previous[1] if previous is not None else frame)
+                picker.keep(order[pointer], previous[1] if previous is not None else frame)
                 pointer += 1
             if previous is None or time >= previous[0]:
                 previous = (time, frame)
-            yield from finished()
-            if emitted == len(segments):
+            yield from picker.finished()
+            if picker.done:
                 return
     finally:
         frames.close()
@@ -114,8 +97,36 @@ def decode_segments(path: str | Path, segments: list[Segment], fps: float, *, or
         if previous is None or previous[0] < index / fps - half:
             raise MediaError(f"{name}: truncated video: no frame at {index / fps:.3f} s (frame {index}), "
                              f"which the container lists")
-        chosen[index] = image_of(previous[1])
-    yield from finished()
+        picker.keep(index, previous[1])
+    yield from picker.finished()
+
+
+class _Picker:
+    """Keeps the frames the segments want, and hands out each segment once all of its frames are in."""
+
+    def __init__(self, segments: Sequence[Segment], max_pixels: int | None) -> None:
+        self.segments, self.max_pixels = segments, max_pixels
+        self.chosen: dict[int, Image.Image] = {}
+        self.emitted = 0
+        self._frame: Any = None  # the last frame converted, and its image (kept for several indices)
+        self._image: Image.Image | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.emitted == len(self.segments)
+
+    def keep(self, index: int, frame: Any) -> None:
+        if self._image is None or self._frame is not frame:
+            self._frame, self._image = frame, fit_pixels(frame.to_image(), self.max_pixels)
+        self.chosen[index] = self._image
+
+    def finished(self) -> Iterator[tuple[Segment, list[Image.Image]]]:
+        while not self.done and self.segments[self.emitted].indices[-1] in self.chosen:
+            segment = self.segments[self.emitted]
+            yield segment, [self.chosen[i] for i in segment.indices]
+            for i in segment.indices:
+                self.chosen.pop(i, None)
+            self.emitted += 1
 
 
 def _timed_frames(path: str | Path, name: str, fps: float, origin: int | None, seek_to: float,

@@ -21,7 +21,6 @@ preprocessing pipeline; what it gives up is merging several short inputs into on
 
 from __future__ import annotations
 
-import types
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any

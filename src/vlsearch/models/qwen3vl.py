@@ -17,11 +17,10 @@ from typing import Any, Iterator, Sequence
 from PIL import Image
 
 from ..errors import InputError, MediaError, ModelError, VlsearchError
-from ..items import Item
+from ..items import Item, listed, split_videos
 from ..media.images import MediaLimits, describe, load_image
 from ..media.video import resize_frames, sample_video
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tiff", ".tif", ".svg")
 TEMPLATE_TAIL = 5  # "<|im_end|>", "\n", "<|im_start|>", "assistant", "\n": never truncated
 
 
@@ -146,46 +145,6 @@ def normalise_instruction(instruction: str | None) -> str | None:
     return instruction
 
 
-def _is_frame(value: Any) -> bool:
-    if isinstance(value, Image.Image):
-        return True
-    if isinstance(value, (str, Path)):
-        text = str(value).split("?", 1)[0].lower()
-        return text.endswith(IMAGE_EXTENSIONS) or text.startswith("data:image")
-    return False
-
-
-def split_videos(video: Any) -> list[Any]:
-    """The official rule: a path/URL or a list of frames is one video; any other list is many."""
-    if video is None:
-        return []
-    if isinstance(video, (str, Path, bytes, bytearray)):
-        return [video]
-    if isinstance(video, (list, tuple)):
-        if not video:
-            return []
-        if _is_frame(video[0]) or (isinstance(video[0], bytes) and _sniff_image(video[0])):
-            return [list(video)]
-        return list(video)
-    raise InputError(f"video must be a path, URL, bytes or a list, not {type(video).__name__}")
-
-
-def _sniff_image(data: bytes) -> bool:
-    import io
-
-    try:
-        with Image.open(io.BytesIO(data)):
-            return True
-    except Exception:
-        return False
-
-
-def _listify(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
 class VisionParts:
     """Loaded and resized media of one item, with the message parts that reference them."""
 
@@ -207,12 +166,12 @@ def load_item(item: Item, budget: VisionBudget, limits: MediaLimits,
     """Load an item's media and lay out its parts: videos, then images, then texts."""
     from qwen_vl_utils.vision_process import fetch_image, fetch_video
 
-    texts = _listify(item.text)
+    texts = listed(item.text)
     if any(not isinstance(t, str) for t in texts):
         raise InputError("text must be a string or a list of strings")
     if not any(t.strip() for t in texts):
         texts = []
-    images = _listify(item.image)
+    images = listed(item.image)
     videos = split_videos(item.video)
     if not texts and not images and not videos:
         raise InputError("empty item: no text, image or video")

@@ -16,23 +16,20 @@ not apply the private-address guard that protects URL *inputs* (``media/fetch.py
 from __future__ import annotations
 
 import base64
-import io
 import json
-import mimetypes
 import urllib.error
 import urllib.request
-from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
-from PIL import Image
 
 from ..errors import InputError, ModelError, VlsearchError, each_item, in_context
-from ..items import Item, ItemLike
-from ..media.images import MediaLimits, is_url, load_image, read_source
+from ..items import Item, split_videos
+from ..media.images import MediaLimits
+from ..wire import content_parts, is_text
+from .contract import EmbedderBase, RerankerBase
 from .embedder import DEFAULT_INSTRUCTION as EMBED_INSTRUCTION
-from .embedder import Precision, as_items, quantize, truncate_dim
-from .qwen3vl import normalise_instruction, split_videos
+from .qwen3vl import normalise_instruction
 from .reranker import DEFAULT_INSTRUCTION as RERANK_INSTRUCTION
 
 
@@ -99,46 +96,6 @@ def _error_message(raw: bytes) -> str:
         return raw[:200].decode(errors="replace")
 
 
-def data_uri(source: Any, limits: MediaLimits, kind: str) -> str:
-    """A media input as a data URI: a file's own bytes, a PIL image as PNG; URLs pass through."""
-    if isinstance(source, str) and (source.startswith("data:") or is_url(source)):
-        return source
-    if isinstance(source, Image.Image):
-        buffer = io.BytesIO()
-        source.save(buffer, format="PNG")
-        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-    if kind == "image":
-        load_image(source, limits)  # refuse bad or oversized images here, with the local message
-    data = read_source(source, limits)
-    mime = mimetypes.guess_type(str(source))[0] if isinstance(source, (str, Path)) else None
-    mime = mime or ("image/png" if kind == "image" else "video/mp4")
-    return f"data:{mime};base64," + base64.b64encode(data).decode()
-
-
-def content_parts(item: Item, limits: MediaLimits) -> list[dict[str, Any]]:
-    """OpenAI-style content parts of an item: videos, then images, then texts (the model's order)."""
-    parts: list[dict[str, Any]] = []
-    for video in split_videos(item.video):
-        if isinstance(video, list):  # a video given as frames: the url is the list of frames
-            parts.append({"type": "video_url", "video_url": {"url": [data_uri(f, limits, "image") for f in video]},
-                          **({"fps": item.fps} if item.fps else {})})
-        else:
-            parts.append({"type": "video_url", "video_url": {"url": data_uri(video, limits, "video")},
-                          **({"fps": item.fps} if item.fps else {}),
-                          **({"max_frames": item.max_frames} if item.max_frames else {})})
-    images = item.image if isinstance(item.image, (list, tuple)) else [] if item.image is None else [item.image]
-    parts += [{"type": "image_url", "image_url": {"url": data_uri(i, limits, "image")}} for i in images]
-    texts = item.text if isinstance(item.text, (list, tuple)) else [] if item.text is None else [item.text]
-    parts += [{"type": "text", "text": t} for t in texts]
-    if not parts or not any(p.get("text", "x").strip() for p in parts):
-        raise InputError("empty item: no text, image or video")
-    return parts
-
-
-def _is_text(parts: list[dict[str, Any]]) -> bool:
-    return len(parts) == 1 and parts[0]["type"] == "text"
-
-
 def _check_vllm(item: Item) -> None:
     """Refuse what vLLM's request shape cannot carry (rather than drop it silently)."""
     if any(isinstance(v, list) for v in split_videos(item.video)):
@@ -149,13 +106,13 @@ def _check_vllm(item: Item) -> None:
 
 
 def _plain_text(parts: list[dict[str, Any]]) -> str:
-    if not _is_text(parts):
+    if not is_text(parts):
         raise InputError("this server speaks plain OpenAI (text only): images and videos need "
                          "api='vlsearch' or api='vllm'")
     return parts[0]["text"]
 
 
-class RemoteEmbedder:
+class RemoteEmbedder(EmbedderBase):
     """``Embedder`` over HTTP: the same ``embed`` call, vectors computed by a model server.
 
     Args:
@@ -215,15 +172,12 @@ class RemoteEmbedder:
         """The weights' fingerprint when the server tells it, else the URL and model name."""
         return str(self.info.get("fingerprint") or f"remote:{self.client.base}:{self.model_id or ''}")
 
-    def embed(self, items: Iterable[ItemLike] | ItemLike, *, instruction: str | None = None,
-              dim: int | None = None, precision: Precision = "float32", progress: bool | None = None) -> np.ndarray:
-        """Like ``Embedder.embed``: (n, d) float32 unit rows, or int8 / packed bits."""
-        items = as_items(items)
-        quantize(np.zeros((0, 8), np.float32), precision)
+    def _unit_vectors(self, items: list[Item], instruction: str | None, progress: bool | None) -> np.ndarray:
+        """Every item checked before anything is sent; requests of ``batch_size`` items per instruction."""
         api = self.api
 
         def prepare(item: Item) -> tuple[str | None, Any]:
-            """(instruction, payload) of one item, checked before anything is sent."""
+            """(instruction, payload) of one item."""
             key = normalise_instruction(item.instruction or instruction) or self.instruction
             parts = content_parts(item, self.limits)
             if api == "vllm":
@@ -232,18 +186,17 @@ class RemoteEmbedder:
                 parts = [{"type": "text", "text": _plain_text(parts)}]
                 if key:
                     raise InputError("a plain OpenAI embeddings server takes no instruction")
-            return key, parts[0]["text"] if _is_text(parts) and api != "vllm" else parts
+            return key, parts[0]["text"] if is_text(parts) and api != "vllm" else parts
 
         requests: dict[str | None, list[tuple[int, Any]]] = {}
         for index, (key, payload) in enumerate(each_item(items, prepare)):
             requests.setdefault(key, []).append((index, payload))
         rows: list[np.ndarray | None] = [None] * len(items)
-        if api == "vllm":
-            for key, entries in requests.items():
+        for key, entries in requests.items():
+            if api == "vllm":
                 for index, parts in entries:
                     rows[index] = self._embed_vllm(parts, key)
-            requests = {}
-        for key, entries in requests.items():
+                continue
             for start in range(0, len(entries), self.batch_size):
                 chunk = entries[start:start + self.batch_size]
                 body = {"input": [payload for _, payload in chunk], "encoding_format": "base64",
@@ -254,11 +207,8 @@ class RemoteEmbedder:
                     rows[chunk[entry["index"]][0]] = _vector(entry["embedding"])
         if any(row is None for row in rows):
             raise ModelError(f"{self.client.base}: the server returned fewer embeddings than inputs")
-        if not rows:
-            return quantize(np.zeros((0, dim or self.dim), np.float32), precision)
         vectors = np.stack(rows)
-        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return quantize(truncate_dim(vectors, dim), precision)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
     def _embed_vllm(self, parts: list[dict[str, Any]], instruction: str | None) -> np.ndarray:
         """One item through vLLM's chat-style embeddings: system = instruction, user = the item,
@@ -280,7 +230,7 @@ def _vector(embedding: Any) -> np.ndarray:
     return np.asarray(embedding, dtype=np.float32)
 
 
-class RemoteReranker:
+class RemoteReranker(RerankerBase):
     """``Reranker`` over HTTP (Cohere/Jina ``/v1/rerank``): the same ``score`` and ``rank``.
 
     Example:
@@ -308,7 +258,7 @@ class RemoteReranker:
 
     def _document(self, item: Item) -> Any:
         parts = content_parts(item, self.limits)
-        if _is_text(parts):
+        if is_text(parts):
             return parts[0]["text"]
         if self.api == "vllm":
             _check_vllm(item)
@@ -321,18 +271,16 @@ class RemoteReranker:
             return {"content": parts}
         return {**({"text": " ".join(texts)} if texts else {}), **({"image": images[0]} if images else {})}
 
-    def score(self, query: ItemLike, documents: Iterable[ItemLike], instruction: str | None = None,
-              **_: Any) -> list[float]:
-        """One relevance in [0, 1] per document, in the documents' order."""
+    def _scores(self, query: Item, documents: list[Item], instruction: str | None, **_: Any) -> list[float]:
+        """One request per ``batch_size`` documents; scores in the documents' order."""
         try:
-            q = self._document(Item.of(query))
+            q = self._document(query)
         except VlsearchError as exc:
             raise in_context("query", exc) from None
-        docs = as_items(documents)
         if self.api in ("vllm", "openai") and instruction and instruction.strip() != RERANK_INSTRUCTION:
             raise InputError(f"{self.client.base}: this rerank API takes no per-request instruction; for vLLM "
                              "put it in the served chat template (docs/vllm.md)")
-        payload = each_item(docs, self._document)
+        payload = each_item(documents, self._document)
         scores: list[float] = []
         for start in range(0, len(payload), self.batch_size):
             chunk = payload[start:start + self.batch_size]
@@ -346,15 +294,3 @@ class RemoteReranker:
                 raise ModelError(f"{self.client.base}: {len(by_index)} scores for {len(chunk)} documents")
             scores += [by_index[i] for i in range(len(chunk))]
         return scores
-
-    def rank(self, query: ItemLike, documents: Sequence[ItemLike], top_k: int | None = None,
-             instruction: str | None = None, **options: Any) -> list[tuple[int, float]]:
-        """(index, score) pairs, best first."""
-        scores = self.score(query, documents, instruction, **options)
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-        return [(i, scores[i]) for i in order[: top_k if top_k is not None else len(order)]]
-
-
-def is_remote(model: str | None) -> bool:
-    """Whether a model name is a server URL."""
-    return bool(model) and str(model).startswith(("http://", "https://"))

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..errors import ModelError, VlsearchError, each_item, in_context
-from ..items import Item, ItemLike
+from ..items import Item, ItemLike, as_items
 from .base import Qwen3VLBase
-from .embedder import as_items
+from .contract import RerankerBase
 from .qwen3vl import Encoded, VisionBudget, VisionParts, encode_conversation, load_item
 
 DEFAULT_INSTRUCTION = "Given a search query, retrieve relevant candidates that answer the query."
@@ -52,7 +52,7 @@ def lm_head_rows(path: Path, model: Any, token_ids: list[int]) -> Any:
     raise ModelError(f"{path}: no lm_head.weight in the checkpoint (is this a reranker?)")
 
 
-class Reranker(Qwen3VLBase):
+class Reranker(Qwen3VLBase, RerankerBase):
     """Qwen3-VL-Reranker: sigmoid(logit(yes) - logit(no)) for each (query, document) pair.
 
     Args:
@@ -89,30 +89,13 @@ class Reranker(Qwen3VLBase):
         user.extend(load_item(document, self.budget, self.limits, fps, max_frames))
         return encode_conversation(self.processor, SYSTEM_PROMPT, user, self.budget.max_length)
 
-    def score(
-        self,
-        query: ItemLike,
-        documents: Iterable[ItemLike],
-        instruction: str | None = None,
-        *,
-        fps: float | None = None,
-        max_frames: int | None = None,
-        progress: bool | None = None,
-    ) -> list[float]:
-        """Relevance of each document to the query, in [0, 1], one score per document.
-
-        Args:
-            query: a dict, ``Item`` or string (text, images, video).
-            documents: dicts, ``Item`` objects or strings.
-            instruction: task instruction; the reranker's default when omitted.
-            fps, max_frames: video sampling for video files in the pairs.
-            progress: progress bar; by default only on a terminal for long calls.
-
-        Raises:
-            InputError, MediaError: "query: ..." or "item i: ..." for document i.
-        """
+    def _scores(self, query: Item, documents: list[Item], instruction: str | None, *, fps: float | None = None,
+                max_frames: int | None = None, progress: bool | None = None) -> list[float]:
+        """Pairs encoded ahead on the pool (the query's media loaded once), scored in batches.
+        Options: ``fps``, ``max_frames`` for video files; ``progress`` bar (default: on a terminal
+        for long calls)."""
         pairs = self.encode_pairs(query, documents, instruction, fps=fps, max_frames=max_frames, eager=False)
-        return self._run(len(pairs), lambda i: pairs[i](), self._scores, progress, "pair")
+        return self._run(len(pairs), lambda i: pairs[i](), self._head, progress, "pair")
 
     def encode_pairs(self, query: ItemLike, documents: Iterable[ItemLike], instruction: str | None = None, *,
                      fps: float | None = None, max_frames: int | None = None, eager: bool = True) -> list[Any]:
@@ -135,21 +118,9 @@ class Reranker(Qwen3VLBase):
 
     def score_encoded(self, encoded: Sequence[Encoded]) -> list[float]:
         """Scores of pairs already encoded with ``encode_pairs``."""
-        return self.run_encoded(encoded, self._scores)
+        return self.run_encoded(encoded, self._head)
 
-    def _scores(self, hidden: Any) -> list[float]:
+    def _head(self, hidden: Any) -> list[float]:
         # (h · (w_yes - w_no)) row by row (no GEMV), then a scalar sigmoid: vectorised
         # kernels round differently for a batch than for one value.
         return [sigmoid(x) for x in (hidden * self.score_weight).sum(dim=-1).tolist()]
-
-    def rank(self, query: ItemLike, documents: Iterable[ItemLike], top_k: int | None = None,
-             instruction: str | None = None, **options: Any) -> list[tuple[int, float]]:
-        """(index, score) pairs, best first, at most ``top_k`` of them.
-
-        Example:
-            >>> rr.rank("capital of France", ["Rome", "Paris"], top_k=1)
-            [(1, 0.97)]
-        """
-        scores = self.score(query, documents, instruction, **options)
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-        return [(i, scores[i]) for i in order[: top_k if top_k is not None else len(order)]]

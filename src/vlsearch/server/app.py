@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import InputError, MissingExtraError, VlsearchError, in_context
 
 try:
-    from fastapi import FastAPI, Request
+    from fastapi import APIRouter, FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
     from pydantic import ValidationError
@@ -29,7 +29,7 @@ try:
 except ImportError as exc:  # pragma: no cover - the server extra brings them
     raise MissingExtraError("fastapi", "server") from exc
 
-from ..models.embedder import truncate_dim
+from ..models.contract import ranking, truncate_dim
 from .auth import KeyChecker
 from .collections import Collections, build_router
 from .config import ServerConfig
@@ -71,16 +71,27 @@ def create_app(config: ServerConfig | None = None, *, models: Models | None = No
     app.state.config, app.state.models, app.state.metrics = config, models, metrics
     app.state.collections, app.state.jobs = collections, jobs
     _error_handlers(app)
+    app.include_router(model_router(config, models, metrics, guard))
+    app.include_router(build_router(config, models, collections, jobs, guard))
+    _web_page(app)
+    app.add_middleware(Gate, keys=KeyChecker(config.api_keys), metrics=metrics, max_body=config.max_body_bytes,
+                       max_upload=config.max_upload_bytes, is_upload=_is_upload)
+    return app
 
-    @app.get("/health")
+
+def model_router(config: ServerConfig, models: Models, metrics: Metrics, guard: SourceGuard) -> APIRouter:
+    """``/health``, ``/metrics``, ``/v1/models``, ``/v1/embeddings`` and ``/v1/rerank``."""
+    router = APIRouter()
+
+    @router.get("/health")
     async def health() -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics")
+    @router.get("/metrics")
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    @app.get("/v1/models")
+    @router.get("/v1/models")
     async def list_models() -> JSONResponse:
         data = [{"id": models.embedder_name, "object": "model", "owned_by": "vlsearch", "type": "embedding",
                  "dimensions": models.embedder.dim, "fingerprint": models.embedder.fingerprint,
@@ -90,7 +101,7 @@ def create_app(config: ServerConfig | None = None, *, models: Models | None = No
                          "created": int(_STARTED)})
         return JSONResponse({"object": "list", "data": data})
 
-    @app.post("/v1/embeddings")
+    @router.post("/v1/embeddings")
     async def embeddings(body: EmbeddingRequest) -> Response:
         items = embedding_inputs(body.input, guard, config.max_items)
         dim = models.embedder.dim
@@ -110,7 +121,7 @@ def create_app(config: ServerConfig | None = None, *, models: Models | None = No
         content = await run_in_threadpool(render) if vectors.size > OFFLOAD_FLOATS else render()
         return Response(content, media_type="application/json")
 
-    @app.post("/v1/rerank")
+    @router.post("/v1/rerank")
     async def rerank(body: RerankRequest) -> JSONResponse:
         if models.reranker is None:
             raise APIError(503, "no reranker is loaded on this server (it was started with --no-reranker)",
@@ -124,10 +135,9 @@ def create_app(config: ServerConfig | None = None, *, models: Models | None = No
             raise in_context("query", exc) from None
         documents = to_items(body.documents, guard, lambda i: f"document {i}")
         scores, tokens = await models.rerank(query, documents, body.instruction)
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[: body.top_n or len(scores)]
         results = []
-        for i in order:
-            result: dict[str, Any] = {"index": i, "relevance_score": scores[i]}
+        for i, score in ranking(scores, body.top_n or None):
+            result: dict[str, Any] = {"index": i, "relevance_score": score}
             if body.return_documents:
                 doc = body.documents[i]
                 result["document"] = {"text": doc} if isinstance(doc, str) else doc
@@ -135,19 +145,21 @@ def create_app(config: ServerConfig | None = None, *, models: Models | None = No
         return JSONResponse({"object": "list", "results": results, "model": models.reranker_name,
                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
-    app.include_router(build_router(config, models, collections, jobs, guard))
-    if (STATIC / "index.html").is_file():  # the page at /, its files under /static (other paths keep 404/405)
-        from fastapi.responses import FileResponse
-        from fastapi.staticfiles import StaticFiles
+    return router
 
-        @app.get("/", include_in_schema=False)
-        async def index() -> FileResponse:
-            return FileResponse(STATIC / "index.html")
 
-        app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(Gate, keys=KeyChecker(config.api_keys), metrics=metrics, max_body=config.max_body_bytes,
-                       max_upload=config.max_upload_bytes, is_upload=_is_upload)
-    return app
+def _web_page(app: FastAPI) -> None:
+    """The page at /, its files under /static (other paths keep 404/405)."""
+    if not (STATIC / "index.html").is_file():
+        return
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
 _STARTED = time.time()
@@ -181,7 +193,8 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(VlsearchError)
     async def vlsearch_error(request: Request, exc: VlsearchError) -> JSONResponse:
         status, kind, code, message = classify(exc) or (500, "internal_error", "internal_error", "internal error")
-        return answer(request, status, message, kind, code)
+        retry = getattr(exc, "retry_after", None)
+        return answer(request, status, message, kind, code, {"Retry-After": str(int(retry))} if retry else None)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -210,6 +223,6 @@ def _validation_message(errors: list[dict[str, Any]]) -> str:
 
 
 def _version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__

@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
-from .errors import APIError
+from ..errors import Overloaded
 
 
 class BatchObserver(Protocol):
@@ -60,7 +60,7 @@ class MicroBatcher:
         run: the model call; gets the concatenated inputs, returns one result per input.
         max_items: inputs per merged call (a larger request runs alone, whole).
         wait_s: the longest the worker waits for announced requests before running a batch.
-        max_queue_items: inputs allowed to wait; beyond, ``submit`` raises a 503 ``APIError``.
+        max_queue_items: inputs allowed to wait; beyond, ``submit`` raises ``Overloaded``.
         observer: optional metrics sink.
 
     Example:
@@ -107,15 +107,15 @@ class MicroBatcher:
                 self._announced -= 1
             if self._closed:
                 self._cv.notify_all()
-                raise APIError(503, "the server is shutting down", "service_unavailable", "shutting_down")
+                raise Overloaded("the server is shutting down", "shutting_down")
             if not job.items:
                 self._cv.notify_all()
                 job.future.set_result([])
                 return job.future
             if self._queued_items and self._queued_items + len(job.items) > self.max_queue_items:
                 self._cv.notify_all()
-                raise APIError(503, f"the {self.name} queue is full ({self._queued_items} inputs waiting); retry later",
-                               "service_unavailable", "queue_full", {"Retry-After": "1"})
+                raise Overloaded(f"the {self.name} queue is full ({self._queued_items} inputs waiting); retry later",
+                                 retry_after=1)
             self._queue.append(job)
             self._queued_items += len(job.items)
             self._report_queue()

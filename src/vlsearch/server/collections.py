@@ -13,7 +13,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..collection import _NAME, Collection, collection_exists
+from ..catalog import Catalog, check_name
+from ..collection import Collection
 from ..errors import InputError, StoreError
 from ..files import atomic_write
 from ..items import Item
@@ -39,7 +40,7 @@ class Collections:
 
     def __init__(self, config: ServerConfig, models: Models) -> None:
         self.config, self.models = config, models
-        self.root = config.resolved_home() / "collections"
+        self.catalog = Catalog(config.resolved_home(), names_only=True)
         self.uploads = config.resolved_data_dir() / "uploads"
         self.roots = config.resolved_roots()
         self.embedder = BatchedEmbedder(models)
@@ -48,45 +49,42 @@ class Collections:
         self._cache: dict[str, Collection] = {}
         self._lock = threading.Lock()
 
-    def path(self, name: str) -> Path:
-        if not _NAME.match(name):
-            raise InputError(f"invalid collection name {name!r}: use letters, digits, '.', '_' and '-'")
-        return self.root / name
-
-    def exists(self, name: str) -> bool:
-        return collection_exists(self.path(name))
-
-    def names(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if collection_exists(p)) if self.root.is_dir() else []
-
     def open(self, name: str, create: bool = False, background: bool = False) -> Collection:
-        """A new ``Collection`` object (jobs use their own); 404 when missing and not ``create``."""
-        path = self.path(name)
-        if not create and not self.exists(name):
-            raise StoreError(f"no collection {name!r}")
-        try:
-            collection = Collection(str(path), model=self.embedder.model_id, create=create,
-                                    reranker=self.reranker.model_id if self.reranker else None,
-                                    loaded_embedder=self.ingest_embedder if background  # type: ignore[arg-type]
-                                    else self.embedder,
-                                    loaded_reranker=self.reranker)  # type: ignore[arg-type]
-        except StoreError as exc:
-            if str(exc).startswith("no collection"):  # without the server path it names
-                raise StoreError(f"no collection {name!r}") from None
-            raise
-        collection.name = name
-        return collection
+        """A new ``Collection`` object (jobs use their own); ``CollectionNotFound`` (404) when missing
+        and not ``create``."""
+        return Collection(name, catalog=self.catalog, model=self.embedder.model_id, create=create,
+                          reranker=self.reranker.model_id if self.reranker else None,
+                          loaded_embedder=self.ingest_embedder if background else self.embedder,
+                          loaded_reranker=self.reranker)
 
     def get(self, name: str) -> Collection:
         """The cached ``Collection`` for searches (dropped when a job changes it)."""
         with self._lock:
             cached = self._cache.get(name)
-        if cached is not None and self.exists(name):
+        if cached is not None and self.catalog.exists(name):
             return cached
         collection = self.open(name)
         with self._lock:
             self._cache[name] = collection
         return collection
+
+    def describe_all(self) -> list[dict[str, Any]]:
+        """A summary of each collection (those whose store cannot be opened now are left out)."""
+        out = []
+        for name in self.catalog.names():
+            try:
+                out.append(_summary(self.get(name)))
+            except StoreError:
+                continue
+        return out
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """One collection: summary, model fingerprint, instruction, layout and failed files."""
+        collection = self.get(name)
+        info = collection.info()
+        return {**_summary(collection, info), "fingerprint": info.get("fingerprint"),
+                "instruction": info.get("instruction"), "created": info.get("created"), "layout": info.get("layout"),
+                "failed": [{"source": s, "reason": r} for s, r in info["failed"].items()]}
 
     def forget(self, name: str) -> None:
         with self._lock:
@@ -125,26 +123,11 @@ def build_router(config: ServerConfig, models: Models, collections: Collections,
 
     @router.get("/v1/collections")
     async def list_collections() -> JSONResponse:
-        def describe_all() -> list[dict[str, Any]]:
-            out = []
-            for name in collections.names():
-                try:
-                    out.append(_summary(collections.get(name)))
-                except StoreError:  # created, not yet written to
-                    continue
-            return out
-
-        return JSONResponse({"object": "list", "data": await run_in_threadpool(describe_all)})
+        return JSONResponse({"object": "list", "data": await run_in_threadpool(collections.describe_all)})
 
     @router.get("/v1/collections/{name}")
     async def get_collection(name: str) -> JSONResponse:
-        collection = await run_in_threadpool(collections.get, name)
-        info = await run_in_threadpool(collection.info)
-        out = _summary(collection, info)
-        out.update({"fingerprint": info.get("fingerprint"), "instruction": info.get("instruction"),
-                    "created": info.get("created"), "layout": info.get("layout"),
-                    "failed": [{"source": s, "reason": r} for s, r in info["failed"].items()]})
-        return JSONResponse(out)
+        return JSONResponse(await run_in_threadpool(collections.describe, name))
 
     @router.post("/v1/collections/{name}/search")
     async def search(name: str, body: SearchRequest) -> JSONResponse:
@@ -165,20 +148,8 @@ def build_router(config: ServerConfig, models: Models, collections: Collections,
 
     @router.post("/v1/collections/{name}/ingest", status_code=202)
     async def ingest(name: str, request: Request) -> JSONResponse:
-        collections.path(name)  # a bad name is refused before any upload is read
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind == "multipart/form-data":
-            paths = await _save_uploads(request, collections.uploads / name)
-            job = jobs.submit(name, paths, {}, "upload")
-        elif kind in ("application/json", ""):
-            body = IngestRequest.model_validate_json(await request.body())
-            paths = [collections.allowed_path(p) for p in body.paths]
-            options = {"include": body.include, "exclude": body.exclude, "prune": body.prune,
-                       "retry_failed": body.retry_failed}
-            job = jobs.submit(name, paths, options, "paths")
-        else:
-            raise APIError(415, "send multipart/form-data (file uploads) or application/json ({\"paths\": [...]})",
-                           "invalid_request_error", "unsupported_media_type")
+        job = await _submit_ingest(request, name, collections, jobs)
+        paths = job.paths
         return JSONResponse({"job_id": job.id, "object": "ingest_job", "status": job.status,
                              "collection": name, "files": len(paths)}, status_code=202)
 
@@ -198,20 +169,36 @@ def build_router(config: ServerConfig, models: Models, collections: Collections,
     return router
 
 
+async def _submit_ingest(request: Request, name: str, collections: Collections, jobs: JobManager) -> Job:
+    """An ingestion job for uploaded files (multipart) or for paths under the allowed roots (JSON)."""
+    check_name(name)  # a bad name is refused before any upload is read
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        return jobs.submit(name, await _save_uploads(request, collections.uploads / name), {}, "upload")
+    if kind in ("application/json", ""):
+        body = IngestRequest.model_validate_json(await request.body())
+        paths = [collections.allowed_path(p) for p in body.paths]
+        options = {"include": body.include, "exclude": body.exclude, "prune": body.prune,
+                   "retry_failed": body.retry_failed}
+        return jobs.submit(name, paths, options, "paths")
+    raise APIError(415, "send multipart/form-data (file uploads) or application/json ({\"paths\": [...]})",
+                   "invalid_request_error", "unsupported_media_type")
+
+
 def _media_source(collections: Collections, name: str, item_id: str) -> tuple[Path, str]:
     """The source file of an item, only if the collection recorded it as indexed and it is unchanged."""
     collection = collections.get(name)
     missing = APIError(404, f"no item {item_id!r} in collection {name!r}", "not_found_error", "item_not_found")
     if not _ITEM_ID.match(item_id):
         raise missing
-    records = collection.store.get([item_id])
+    records = collection.records([item_id])
     if not records:
         raise missing
     record = records[0]
     media_type = MEDIA_TYPES.get(os.path.splitext(record.source)[1].lower())
     if record.modality == "text" or media_type is None:
         raise APIError(404, f"item {item_id!r} is text: it has no media to serve", "not_found_error", "no_media")
-    entry = collection.store.files().get(record.source)
+    entry = collection.file_state(record.source)
     if entry is None or entry.status != "done":
         raise missing
     path = Path(record.source)

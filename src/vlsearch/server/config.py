@@ -100,7 +100,7 @@ class ServerConfig:
                            max_video_frames=self.max_video_frames, fetch=self.fetch_policy())
 
     def resolved_home(self) -> Path:
-        from ..collection import vlsearch_home
+        from ..catalog import vlsearch_home
 
         return Path(self.home).expanduser() if self.home else vlsearch_home()
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..errors import FetchError, InputError, MediaError, ModelError, StoreError, VlsearchError
+from ..errors import (CollectionNotFound, FetchError, InputError, MediaError, ModelError, Overloaded, StoreError,
+                      VlsearchError)
 
 _ADDRESS = re.compile(r"<([A-Za-z_][\w.]*) object at 0x[0-9a-fA-F]+>|\bat 0x[0-9a-fA-F]+|0x[0-9a-fA-F]{6,}")
 
@@ -48,10 +49,12 @@ def classify(exc: BaseException) -> tuple[int, str, str, str] | None:
             return 400, "invalid_request_error", "invalid_media", message
         if isinstance(exc, InputError):
             return 400, "invalid_request_error", "invalid_input", message
+        if isinstance(exc, CollectionNotFound):
+            return 404, "not_found_error", "collection_not_found", message
         if isinstance(exc, StoreError):
-            if message.startswith("no collection") or "no such" in message:
-                return 404, "not_found_error", "collection_not_found", message
             return 409, "conflict_error", "collection_conflict", message
+        if isinstance(exc, Overloaded):
+            return 503, "service_unavailable", exc.code, message
         if isinstance(exc, ModelError) and is_oom(exc):
             return 503, "service_unavailable", "out_of_memory", "the model ran out of memory; retry with fewer inputs"
         if isinstance(exc, ModelError):

@@ -11,13 +11,15 @@ import asyncio
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import VlsearchError, in_context
-from ..items import Item, ItemLike
-from ..models.embedder import Embedder, Precision, as_items, quantize, truncate_dim
+from ..errors import VlsearchError, each_item, in_context
+from ..items import Item
+from ..models.contract import EmbedderBase, RerankerBase
+from ..models.embedder import Embedder
+from ..models.loading import embedder_name, reranker_name
 from ..models.qwen3vl import Encoded
 from ..models.reranker import Reranker
 from .batcher import BatchObserver, MicroBatcher
@@ -35,15 +37,11 @@ class Models:
 
     def __init__(self, config: ServerConfig, observer: BatchObserver | None = None, *,
                  embedder: Embedder | None = None, reranker: Reranker | None = None) -> None:
-        from ..collection import DEFAULT_EMBEDDER, DEFAULT_RERANKER
-
         options: dict[str, Any] = {"device": config.device, "dtype": config.dtype, "limits": config.media_limits()}
-        model = config.model or os.environ.get("VLSEARCH_EMBEDDER") or DEFAULT_EMBEDDER
-        self.embedder = embedder or Embedder(model, **options)
+        self.embedder = embedder or Embedder(embedder_name(config.model), **options)
         self.reranker: Reranker | None = None
         if not config.no_reranker:
-            name = config.reranker or os.environ.get("VLSEARCH_RERANKER") or DEFAULT_RERANKER
-            self.reranker = reranker or Reranker(name, **options)
+            self.reranker = reranker or Reranker(reranker_name(config.reranker), **options)
         self.embedder_name = config.served_model_name or display_name(self.embedder.model_id)
         self.reranker_name = (config.served_reranker_name or display_name(self.reranker.model_id)
                               if self.reranker else None)
@@ -82,7 +80,7 @@ class Models:
                 raise in_context(label(i), result) from None
             if isinstance(result, BaseException):
                 raise result
-        return list(results)  # type: ignore[arg-type]
+        return [r for r in results if isinstance(r, Encoded)]
 
     async def embed(self, items: Sequence[Item], instruction: str | None = None) -> tuple[np.ndarray, int]:
         """(n, D) float32 unit rows for the items, and the number of tokens they took."""
@@ -117,8 +115,6 @@ class Models:
 
     def encode_sync(self, thunks: Sequence[Callable[[], Encoded]], background: bool = False) -> list[Encoded]:
         """Encode on a pool from a worker thread; errors carry the item index (``at_item``)."""
-        from ..errors import each_item
-
         pool = self.background_pool if background else self.pool
         futures: list[Future] = [pool.submit(thunk) for thunk in thunks]
         try:
@@ -132,8 +128,8 @@ def _bind(function: Callable[..., Encoded], *args: Any) -> Callable[[], Encoded]
     return lambda: function(*args)
 
 
-class BatchedEmbedder:
-    """The ``Embedder`` interface that ``Collection`` uses, run through the server's batcher.
+class BatchedEmbedder(EmbedderBase):
+    """The embedder contract over the server's batcher, for the collections the server opens.
 
     ``background=True`` decodes on the ingestion threads instead of the request threads.
     """
@@ -147,32 +143,24 @@ class BatchedEmbedder:
     def fingerprint(self) -> str:
         return self._models.fingerprint
 
-    def embed(self, items: Iterable[ItemLike] | ItemLike, *, instruction: str | None = None, dim: int | None = None,
-              precision: Precision = "float32", progress: bool | None = None) -> np.ndarray:
-        """Same contract as ``Embedder.embed`` (``progress`` is ignored)."""
-        items = as_items(items)
-        if not items:
-            return quantize(np.zeros((0, dim or self.dim), np.float32), precision)
+    def _unit_vectors(self, items: list[Item], instruction: str | None, progress: bool | None) -> np.ndarray:
         encoder = self._models.embedder.encode
         with self._models.embed_batcher.reserve() as slot:
             encoded = self._models.encode_sync([_bind(encoder, item, instruction) for item in items],
                                                self._background)
             future = slot.submit(encoded)
-        rows = np.asarray(future.result(), dtype=np.float32).reshape(len(items), -1)
-        return quantize(truncate_dim(rows, dim), precision)
+        return np.asarray(future.result(), dtype=np.float32)
 
 
-class BatchedReranker:
-    """The ``Reranker`` interface that ``Collection`` uses, run through the server's batcher."""
+class BatchedReranker(RerankerBase):
+    """The reranker contract over the server's batcher."""
 
     def __init__(self, models: Models) -> None:
         assert models.reranker is not None
         self._models = models
         self.model_id = models.reranker.model_id
 
-    def score(self, query: ItemLike, documents: Iterable[ItemLike], instruction: str | None = None,
-              **options: Any) -> list[float]:
-        """Same contract as ``Reranker.score``."""
+    def _scores(self, query: Item, documents: list[Item], instruction: str | None, **options: Any) -> list[float]:
         reranker = self._models.reranker
         assert reranker is not None
         with self._models.rerank_batcher.reserve() as slot:

@@ -1,12 +1,12 @@
 """The vector store interface: records, hits, per-file ingestion state, and the protocol.
 
-Every backend (LanceDB embedded, Milvus) implements :class:`VectorStore`; the
-pipeline code in ``collection.py`` only ever talks to this protocol.
+Every backend (one module each: ``lancedb``, ``milvus``) implements :class:`VectorStore`; the
+pipeline only ever talks to this protocol. This module imports no backend; ``stores/__init__``
+opens one by URI.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -14,75 +14,45 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from vlsearch.errors import InputError, StoreError
+from vlsearch.locator import Located, Locator
 
-Modality = Literal["text", "image", "pdf_page", "video"]
-MODALITIES: tuple[str, ...] = ("text", "image", "pdf_page", "video")
 FileStatus = Literal["done", "failed"]
 
 
-def make_record_id(
-    source: str,
-    modality: str,
-    page: int | None = None,
-    start: float | None = None,
-    end: float | None = None,
-    chunk: int | None = None,
-) -> str:
-    """A stable id for the item at a locator inside a source (same inputs → same id).
-
-    The content hash is deliberately not part of the id: re-ingesting a changed file
-    replaces its records instead of adding new ones next to the old.
-
-    Example:
-        >>> make_record_id("docs/a.pdf", "pdf_page", page=3) == make_record_id("docs/a.pdf", "pdf_page", page=3)
-        True
-    """
-    parts = [source, modality, _fmt(page), _fmt(start), _fmt(end), _fmt(chunk)]
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return ""
-    return repr(round(float(value), 3)) if isinstance(value, float) else str(int(value))
-
-
 @dataclass
-class Record:
+class Record(Located):
     """One indexed item: a text chunk, an image, a PDF page or a video span, with its vector.
 
     Attributes:
-        id: stable, deterministic key (see :func:`make_record_id`); adding it again replaces it.
+        id: stable, deterministic key (``locator.record_id(source)``); adding it again replaces it.
         source: the file path or URL the item came from.
         content_hash: hash of the source's bytes when it was ingested.
-        modality: "text", "image", "pdf_page" or "video".
-        page: 1-based PDF page, else None.
-        start, end: video span in seconds, else None.
-        chunk: index of a text chunk within the source, else None.
+        locator: modality and position in the source (``modality``, ``page``, ``start``, ``end``
+            and ``chunk`` read through to it).
         text: text content or the page's text layer ("" when none).
         thumbnail: small JPEG bytes for display, or None.
         metadata: any JSON-serialisable dict.
         vector: float32 array of shape (dim,); None in search hits.
 
     Example:
-        >>> r = Record(id="x1", source="a.png", content_hash="ab12", modality="image",
-        ...            vector=np.ones(4, dtype=np.float32))
-        >>> r.page is None
+        >>> r = Record.of("a.png", "ab12", Locator("image"), vector=np.ones(4, dtype=np.float32))
+        >>> r.page is None and r.id == Locator("image").record_id("a.png")
         True
     """
 
     id: str
     source: str
-    content_hash: str
-    modality: str
-    page: int | None = None
-    start: float | None = None
-    end: float | None = None
-    chunk: int | None = None
+    content_hash: str | None
+    locator: Locator
     text: str = ""
     thumbnail: bytes | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     vector: np.ndarray | None = None  # (dim,) float32
+
+    @classmethod
+    def of(cls, source: str, content_hash: str | None, locator: Locator, **fields: Any) -> Record:
+        """A record whose id derives from its source and locator."""
+        return cls(locator.record_id(source), source, content_hash, locator, **fields)
 
 
 @dataclass
@@ -143,8 +113,8 @@ def checked_batch(records: Sequence[Record], dim: int | None) -> tuple[list[Reco
     for rec in batch:
         if not isinstance(rec.id, str) or not rec.id:
             raise InputError(f"record id must be a non-empty str, got {rec.id!r}")
-        if rec.modality not in MODALITIES:
-            raise InputError(f"record {rec.id!r}: modality must be one of {MODALITIES}, got {rec.modality!r}")
+        if not isinstance(rec.locator, Locator):
+            raise InputError(f"record {rec.id!r}: locator must be a Locator, not {type(rec.locator).__name__}")
         if rec.vector is None:
             raise InputError(f"record {rec.id!r}: vector is None")
         vec = check_vector(rec.vector, f"record {rec.id!r}")
@@ -214,48 +184,3 @@ class VectorStore(Protocol):
     def optimize(self) -> None:
         """Build or refresh the ANN index and compact storage when useful."""
         ...
-
-
-def open_store(uri: str, dim: int | None = None) -> VectorStore:
-    """Open (or create lazily) the store at ``uri``.
-
-    - a local directory (or ``file://`` URI): LanceDB, the embedded default;
-    - a path ending in ``.db``: a Milvus Lite file;
-    - ``milvus://host:19530[/collection]`` (``milvus+https://`` for TLS): a Milvus server, the
-      collection defaulting to ``vlsearch``; ``user:password@`` in the URI or
-      ``$VLSEARCH_MILVUS_TOKEN`` authenticates.
-
-    The Milvus forms need ``pip install 'vlsearch[milvus]'``.
-
-    Example:
-        >>> store = open_store("/tmp/vlsearch-index", dim=2048)  # doctest: +SKIP
-        >>> store = open_store("milvus://localhost:19530/papers")  # doctest: +SKIP
-    """
-    import os
-    from urllib.parse import unquote, urlsplit
-
-    from vlsearch.errors import MissingExtraError
-
-    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
-    if scheme in ("milvus", "milvus+http", "milvus+https") or (scheme in ("", "file") and uri.endswith(".db")):
-        try:
-            from vlsearch.stores.milvus import MilvusStore
-        except ImportError as e:
-            raise MissingExtraError("pymilvus", "milvus") from e
-        if not scheme or scheme == "file":
-            path = uri[len("file://"):] if scheme == "file" else uri
-            return MilvusStore(os.path.expanduser(path), dim=dim)
-        parts = urlsplit(uri)
-        if not parts.hostname:
-            raise InputError(f"{uri}: expected milvus://host:port[/collection]")
-        token = (f"{unquote(parts.username or '')}:{unquote(parts.password or '')}" if parts.username
-                 else os.environ.get("VLSEARCH_MILVUS_TOKEN"))
-        http = "https" if scheme == "milvus+https" else "http"
-        server = f"{http}://{parts.hostname}:{parts.port or 19530}"
-        return MilvusStore(server, collection=parts.path.strip("/") or "vlsearch", dim=dim, token=token)
-    if scheme not in ("", "file"):
-        raise StoreError(f"{uri}: unsupported store URI scheme {scheme!r}; use a local directory, "
-                         "a Milvus Lite .db file or milvus://host:port[/collection]")
-    from vlsearch.stores.lancedb import LanceStore
-
-    return LanceStore(uri[len("file://"):] if scheme == "file" else uri, dim=dim)

@@ -27,6 +27,7 @@ from lancedb.index import BTree, HnswSq, IvfRq, IvfSq
 
 from vlsearch.errors import InputError, StoreError
 from vlsearch.files import read_json, write_json
+from vlsearch.locator import Locator
 from vlsearch.stores.base import FileEntry, Hit, Record, check_vector, checked_batch
 
 IndexType = Literal["IVF_SQ", "IVF_RQ", "IVF_HNSW_SQ"]  # IVF_PQ: 230 s to build 100k x 2048 here
@@ -298,6 +299,11 @@ class LanceStore:
         return {"nprobes": self.nprobes or max(20, math.ceil(0.03 * parts)), "refine_factor": refine}
 
 
+def open_uri(uri: str, dim: int | None = None) -> LanceStore:
+    """The registry's entry point (``stores.open_store``): a directory or a ``file://`` URI."""
+    return LanceStore(uri[len("file://"):] if uri.lower().startswith("file://") else uri, dim=dim)
+
+
 # ---------------------------------------------------------------- helpers
 def _to_arrow(batch: list[Record], vectors: np.ndarray, dim: int) -> pa.Table:
     cols: dict[str, list[Any]] = {c: [] for c in _SCALAR_COLUMNS}
@@ -323,10 +329,10 @@ def _vectors(table: pa.Table, dim: int) -> np.ndarray:
 
 
 def _to_record(row: dict[str, Any]) -> Record:
-    row = dict(row)
-    row["metadata"] = json.loads(row["metadata"]) if row.get("metadata") else {}
-    row["text"] = row.get("text") or ""
-    return Record(**row)
+    return Record(id=row["id"], source=row["source"], content_hash=row.get("content_hash"),
+                  locator=Locator(row["modality"], row.get("page"), row.get("start"), row.get("end"), row.get("chunk")),
+                  text=row.get("text") or "", thumbnail=row.get("thumbnail"),
+                  metadata=json.loads(row["metadata"]) if row.get("metadata") else {})
 
 
 def _quote(value: str) -> str:

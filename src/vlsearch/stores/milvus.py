@@ -23,9 +23,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
@@ -37,6 +39,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise MissingExtraError("pymilvus", "milvus") from e
 
 from vlsearch.errors import InputError, StoreError
+from vlsearch.locator import Locator
 from vlsearch.stores.base import FileEntry, Hit, Record, check_vector, checked_batch
 
 VARCHAR_MAX = 65_535  # bytes
@@ -306,6 +309,21 @@ class MilvusStore:
                 self._call("flush", self._client.flush, name)
 
 
+def open_uri(uri: str, dim: int | None = None) -> MilvusStore:
+    """The registry's entry point (``stores.open_store``): a Milvus Lite ``.db`` path or
+    ``milvus[+http|+https]://[user:password@]host[:port][/collection]``."""
+    if "://" not in uri or uri.lower().startswith("file://"):
+        return MilvusStore(os.path.expanduser(uri.split("://", 1)[-1]), dim=dim)
+    parts = urlsplit(uri)
+    if not parts.hostname:
+        raise InputError(f"{uri}: expected milvus://host:port[/collection]")
+    token = (f"{unquote(parts.username or '')}:{unquote(parts.password or '')}" if parts.username
+             else os.environ.get("VLSEARCH_MILVUS_TOKEN"))
+    http = "https" if parts.scheme.lower() == "milvus+https" else "http"
+    return MilvusStore(f"{http}://{parts.hostname}:{parts.port or 19530}",
+                       collection=parts.path.strip("/") or "vlsearch", dim=dim, token=token)
+
+
 # ---------------------------------------------------------------- schema and rows
 def _record_fields() -> list[tuple[str, Any, dict[str, Any]]]:
     text = {"max_length": VARCHAR_MAX}
@@ -355,8 +373,8 @@ def _to_row(rec: Record, vec: np.ndarray) -> dict[str, Any]:
 
 def _to_record(row: dict[str, Any], with_vector: bool = False) -> Record:
     thumb = row.get("thumbnail")
-    return Record(id=row["id"], source=row["source"], content_hash=row.get("content_hash"), modality=row["modality"],
-                  page=row.get("page"), start=row.get("start"), end=row.get("end"), chunk=row.get("chunk"),
+    return Record(id=row["id"], source=row["source"], content_hash=row.get("content_hash"),
+                  locator=Locator(row["modality"], row.get("page"), row.get("start"), row.get("end"), row.get("chunk")),
                   text=row.get("text") or "", thumbnail=base64.b64decode(thumb) if thumb else None,
                   metadata=json.loads(row["metadata"]) if row.get("metadata") else {},
                   vector=np.asarray(row["vector"], dtype=np.float32) if with_vector else None)

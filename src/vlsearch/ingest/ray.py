@@ -1,14 +1,15 @@
 """Ingestion on a Ray cluster: decoding in CPU tasks, embedding in an actor pool (Ray Data).
 
 ``Collection.add(..., engine="ray")`` keeps discovery, hashing and the new / changed /
-unchanged decision in the driver and swaps only the extract + embed stage for this one:
+unchanged decision in the driver and swaps only the extract + embed stage for this one,
+which feeds the same ``IndexWriter`` as the local worker pool:
 
 1. each file is planned into parts (Ray Data tasks; part counts come back to the driver);
 2. a dataset of parts is extracted into pieces (CPU tasks, streamed, bounded memory);
 3. ``map_batches`` runs ``_EmbedActor`` (the model loaded once per actor; ``num_gpus=1``
    per actor when the cluster has GPUs) and returns records (vectors + metadata, no images);
-4. the driver groups records by file and, once a file has every piece of every part, writes
-   it through the local path's ``_Ingest`` (upsert, then the file's state).
+4. the driver groups records by file and, once a file has every piece of every part, hands
+   them to the writer (``embedded`` then ``complete``), which commits them as for local files.
 
 Ray retries the tasks of a dead worker and restarts a dead actor; a piece embedded twice
 has the same deterministic record id, so the driver keeps one (no duplicates, no gaps).
@@ -19,18 +20,16 @@ from __future__ import annotations
 
 import os
 import pickle
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import MissingExtraError, StoreError, VlsearchError
-from .ingest.discover import Found
-from .ingest.extractors import ExtractOptions, Piece, extract_part, plan_parts
-from .ingest.workers import CRASHED
-
-if TYPE_CHECKING:
-    from .collection import Collection, _Ingest
+from ..errors import MissingExtraError, StoreError, VlsearchError
+from ..models.loading import load_embedder
+from .discover import Found
+from .extractors import ExtractOptions, extract_part, plan_parts
+from .workers import CRASHED
+from .writer import IndexWriter, embed_pieces
 
 __all__ = ["KILL_HOOK_ENV", "connect", "ray_extract_embed"]
 
@@ -104,9 +103,7 @@ class _EmbedActor:
 
     def __init__(self, model: str, model_options: dict[str, Any], dim: int | None, fingerprint: str | None,
                  kill_marker: str | None = None) -> None:
-        from .collection import Embedder, RemoteEmbedder, _load
-
-        self.embedder = _load(model, Embedder, RemoteEmbedder, model_options)
+        self.embedder = load_embedder(model, **model_options)
         if fingerprint and self.embedder.fingerprint != fingerprint:
             raise StoreError(f"{model} on this worker has other weights ({self.embedder.fingerprint}) than the "
                              f"collection ({fingerprint})")
@@ -115,37 +112,20 @@ class _EmbedActor:
     def __call__(self, batch: Any) -> Any:
         import pandas as pd
 
-        from .collection import _locator, _record
-
         if self.kill_marker and not os.path.exists(self.kill_marker):
             open(self.kill_marker, "w").close()
             os._exit(1)  # test-only: a lost worker, mid-job
         rows = batch.to_dict("records")
         todo = [(i, pickle.loads(r["blob"])) for i, r in enumerate(rows) if r["kind"] == "piece"]
-        while todo:
-            pieces: list[Piece] = [p for _, p in todo]
-            try:
-                vectors = self.embedder.embed([p.item for p in pieces], dim=self.dim, progress=False)
-            except VlsearchError as exc:
-                index = getattr(exc, "item", None)
-                if index is None:
-                    raise
-                at, bad = todo.pop(index)
-                rows[at].update(kind="error", blob=b"", reason=f"{_locator(bad)}: {getattr(exc, 'reason', exc)}")
-                continue
-            for (at, piece), vector in zip(todo, vectors):
-                record = _record(piece, vector)
+        records, failures = embed_pieces(self.embedder, [p for _, p in todo], self.dim)
+        embedded = iter(records)
+        for at, piece in todo:
+            if piece.source in failures:
+                rows[at].update(kind="error", blob=b"", reason=failures[piece.source])
+            else:
+                record = next(embedded)
                 rows[at].update(kind="record", id=record.id, blob=pickle.dumps(record))
-            todo = []
         return pd.DataFrame(rows, columns=list(_row("", "", "").keys()))
-
-
-@dataclass
-class _Done:
-    """What ``_Ingest._write`` reads of a complete file."""
-
-    found: Found
-    content_hash: str
 
 
 @dataclass
@@ -155,26 +135,27 @@ class _FileState:
     parts: int
     expected: dict[int, int] = field(default_factory=dict)  # part -> pieces (0: empty part)
     seen: dict[int, set[str]] = field(default_factory=dict)  # part -> record ids received
-    records: dict[str, Any] = field(default_factory=dict)  # id -> Record
+    written: bool = False  # complete and handed to the writer
 
     def complete(self) -> bool:
         return len(self.expected) == self.parts and all(
             len(self.seen.get(part, ())) >= n for part, n in self.expected.items())
 
 
-def ray_extract_embed(ingest: _Ingest, todo: list[tuple[Found, str]], options: ExtractOptions, *,
+def ray_extract_embed(writer: IndexWriter, todo: list[tuple[Found, str]], options: ExtractOptions, *,
+                      model: str, model_options: dict[str, Any], fingerprint: str | None = None,
                       actors: int | None = None) -> None:
-    """Run the extract + embed stage of ``Collection.add`` on the connected Ray cluster.
+    """Run the extract + embed stage of an indexing run on the connected Ray cluster.
 
     Args:
-        ingest: the local path's writer (``_Ingest``): its ``_write`` and ``_drop`` are reused.
+        writer: the run's writer; it receives the same events as from the local worker pool.
         todo: (file, content hash) pairs to index.
         options: extraction options.
+        model, model_options, fingerprint: the embedder each actor loads (and checks).
         actors: embedding actors (default: one per GPU, else one CPU actor).
     """
     ray = _ray()
     from ray.data import DataContext
-    from tqdm.auto import tqdm
 
     context = DataContext.get_current()
     saved = (context.max_errored_blocks, context.enable_progress_bars)
@@ -182,24 +163,23 @@ def ray_extract_embed(ingest: _Ingest, todo: list[tuple[Found, str]], options: E
     context.enable_progress_bars = False
     files = {str(found.path): _FileState(found, digest, 0) for found, digest in todo}
     try:
-        with tqdm(total=len(todo), unit="file", disable=not ingest.show, dynamic_ncols=True) as bar:
-            ingest.bar, ingest.started = bar, time.perf_counter()
-            if ingest.on_progress:
-                ingest.on_progress(0, len(todo), 0)
-            parts = _plan(ray, ingest, files, options)
-            if parts:
-                gpus = int(ray.cluster_resources().get("GPU", 0))
-                _collect(ingest, files, _embedded(ray, ingest, parts, options, gpus, actors))
-            for source, state in files.items():  # parts lost to crashes: the file fails alone
-                if source not in ingest.dead and not state.complete():
-                    ingest._drop(source, state.digest, f"{source!r}: {CRASHED}")
-            ingest._write()
+        parts = _plan(ray, writer, files, options)
+        if parts:
+            gpus = int(ray.cluster_resources().get("GPU", 0))
+            embedder = {"model": model, "model_options": model_options, "dim": writer.dim,
+                        "fingerprint": fingerprint, "kill_marker": os.environ.get(KILL_HOOK_ENV) or None}
+            _collect(writer, files, _embedded(ray, parts, options, embedder, writer.batch_items, gpus, actors))
+        for source, state in files.items():  # parts lost to crashes: the file fails alone
+            if source not in writer.dead and not state.complete():
+                writer.failed(source, f"{source!r}: {CRASHED}", state.digest)
+        writer.flush()
     finally:
         context.max_errored_blocks, context.enable_progress_bars = saved
 
 
-def _plan(ray: Any, ingest: _Ingest, files: dict[str, _FileState], options: ExtractOptions) -> list[dict[str, Any]]:
-    """Plan every file on the cluster; failures are dropped at once; returns the part rows."""
+def _plan(ray: Any, writer: IndexWriter, files: dict[str, _FileState], options: ExtractOptions
+          ) -> list[dict[str, Any]]:
+    """Plan every file on the cluster; failures are reported at once; returns the part rows."""
     items = [_row(source, s.digest, str(s.found.kind)) for source, s in files.items()]
     planned = (ray.data.from_items(items, override_num_blocks=min(len(items), 1024))
                .flat_map(_plan_rows, fn_kwargs={"options": options}, num_cpus=1).take_all())
@@ -207,51 +187,47 @@ def _plan(ray: Any, ingest: _Ingest, files: dict[str, _FileState], options: Extr
     for row in planned:
         state = files[row["source"]]
         if row["kind"] == "error":
-            if row["source"] not in ingest.dead:
-                ingest._drop(row["source"], state.digest, row["reason"])
+            if row["source"] not in writer.dead:
+                writer.failed(row["source"], row["reason"], state.digest)
         else:
             state.parts = row["parts"]
             parts.append(row)
     return parts
 
 
-def _embedded(ray: Any, ingest: _Ingest, parts: list[dict[str, Any]], options: ExtractOptions, gpus: int,
-              actors: int | None) -> Iterator[dict[str, Any]]:
+def _embedded(ray: Any, parts: list[dict[str, Any]], options: ExtractOptions, embedder: dict[str, Any],
+              batch_items: int, gpus: int, actors: int | None) -> Iterator[dict[str, Any]]:
     """The streamed record rows of every part (Ray Data: extract tasks → embedding actors)."""
-    c: Collection = ingest.c
     pool = actors or gpus or 1
     resources = {"num_gpus": 1} if gpus else {"num_cpus": 1}
-    kwargs = {"model": c.model_name, "model_options": c.model_options, "dim": c.dim,
-              "fingerprint": c.meta.get("fingerprint"), "kill_marker": os.environ.get(KILL_HOOK_ENV) or None}
     dataset = (ray.data.from_items(parts, override_num_blocks=min(len(parts), 4096))
                .flat_map(_extract_rows, fn_kwargs={"options": options}, num_cpus=1)
-               .map_batches(_EmbedActor, fn_constructor_kwargs=kwargs, concurrency=pool,
-                            batch_size=ingest.batch_items, batch_format="pandas", **resources))
+               .map_batches(_EmbedActor, fn_constructor_kwargs=embedder, concurrency=pool,
+                            batch_size=batch_items, batch_format="pandas", **resources))
     return dataset.iter_rows()
 
 
-def _collect(ingest: _Ingest, files: dict[str, _FileState], rows: Iterable[dict[str, Any]]) -> None:
-    """Group record rows by file; write files as they complete (several per commit)."""
+def _collect(writer: IndexWriter, files: dict[str, _FileState], rows: Iterable[dict[str, Any]]) -> None:
+    """Hand each new record to the writer, and each file once it has every piece of every part
+    (complete files are written several per commit)."""
     waiting = 0  # records of complete files not written yet
     for row in rows:
         source = row["source"]
         state = files[source]
-        if source in ingest.dead or source in ingest.complete or (state.parts and state.complete()):
+        if source in writer.dead or state.written:
             continue  # failed, or a retried task's copy of a finished file
         part = row["part"]
         if row["kind"] == "error":
-            ingest._drop(source, state.digest, row["reason"])
+            writer.failed(source, row["reason"], state.digest)
             continue
         state.expected[part] = row["n"]
-        if row["kind"] == "record" and row["id"] not in state.records:
-            state.records[row["id"]] = pickle.loads(row["blob"])
-            state.seen.setdefault(part, set()).add(row["id"])
-            ingest.report.items += 1
+        if row["kind"] == "record" and row["id"] not in state.seen.setdefault(part, set()):
+            state.seen[part].add(row["id"])
+            writer.embedded(source, [pickle.loads(row["blob"])])
         if state.complete():
-            ingest.records[source] = list(state.records.values())
-            ingest.complete[source] = _Done(state.found, state.digest)
-            waiting += len(state.records)
-            state.records = {}
-            if waiting >= ingest.batch_items:
-                ingest._write()
+            writer.complete(state.found, state.digest)
+            state.written = True
+            waiting += sum(state.expected.values())
+            if waiting >= writer.batch_items:
+                writer.flush()
                 waiting = 0

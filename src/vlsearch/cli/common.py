@@ -1,0 +1,29 @@
+"""What the command modules share: exit codes, model options, and parsers that take no abbreviations."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+def command(commands: argparse._SubParsersAction, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """A sub-command parser. Options must be spelled out: ``--mode`` is never taken for ``--model``."""
+    return commands.add_parser(name, allow_abbrev=False, **kwargs)
+
+
+def model_arguments(parser: argparse.ArgumentParser, reranker: bool = True) -> None:
+    """--model / --reranker (else $VLSEARCH_EMBEDDER / $VLSEARCH_RERANKER), --device, --dtype."""
+    parser.add_argument("--model", help="embedding model: hub id, directory or server URL (default: "
+                                        "$VLSEARCH_EMBEDDER, else the collection's model, else "
+                                        "Qwen/Qwen3-VL-Embedding-2B)")
+    if reranker:
+        parser.add_argument("--reranker", help="reranking model (default: $VLSEARCH_RERANKER, else "
+                                               "Qwen/Qwen3-VL-Reranker-2B)")
+    parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: the first GPU if any)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"device": args.device, "dtype": args.dtype}

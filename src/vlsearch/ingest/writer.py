@@ -1,0 +1,254 @@
+"""The index writer: the one place that turns extracted files into committed records and file states.
+
+Whoever extracts the files (the local worker pool, Ray) feeds the writer the same events:
+
+- ``pieces(source, pieces)``: pieces to embed; they are embedded in batches across files;
+- ``embedded(source, records)``: records already embedded elsewhere (Ray's actors);
+- ``complete(found, digest)``: the file has handed over all of its pieces (it is written at the
+  next ``flush``, which pieces trigger every ``batch_items``);
+- ``failed(source, reason, digest)``: the file failed (discovery, extraction, the model): it is
+  recorded as failed, and whatever it had pending is dropped;
+- ``unchanged(entry)``: a file touched but not changed: its state is refreshed.
+
+Durability: a file's records go into the store in one commit, and only afterwards its state
+(``done``) in another. A run killed in between leaves a file not marked done, which the next
+run redoes; record ids are deterministic, so the upsert adds no duplicate.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import VlsearchError
+from ..models.contract import EmbedderLike
+from ..stores.base import FileEntry, Record, VectorStore
+from .discover import Found
+from .extractors import Piece
+from .workers import ExtractResult
+
+ProgressCallback = Callable[[int, int, int], None]  # (files done, files total, items embedded)
+
+
+@dataclass
+class IndexReport:
+    """What an indexing run did: counts, failures (source, reason) and time."""
+
+    seen: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    retried: int = 0
+    failed_before: int = 0
+    items: int = 0
+    pruned: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        lines = [f"{self.seen} files: {self.new} new, {self.changed} changed, {self.retried} retried, "
+                 f"{self.unchanged} unchanged, {self.skipped} skipped (unsupported), {len(self.failed)} failed; "
+                 f"{self.items} items embedded" + (f"; {self.pruned} deleted files pruned" if self.pruned else "")
+                 + f" in {self.seconds:.1f} s"]
+        if self.failed_before:
+            lines.append(f"  {self.failed_before} unchanged files failed before and were not retried "
+                         "(vlsearch info lists them; retry_failed / --retry-failed tries again)")
+        lines += [f"  failed: {source}: {reason}" for source, reason in self.failed]
+        return "\n".join(lines)
+
+
+def to_record(piece: Piece, vector: np.ndarray) -> Record:
+    """The stored form of an embedded piece."""
+    return Record.of(piece.source, piece.content_hash, piece.locator, text=piece.text, thumbnail=piece.thumbnail,
+                     metadata=piece.metadata, vector=np.asarray(vector, np.float32))
+
+
+def embed_pieces(embedder: EmbedderLike, pieces: Sequence[Piece], dim: int | None
+                 ) -> tuple[list[Record], dict[str, str]]:
+    """Embed pieces; a piece the model refuses fails its whole file, and the rest are embedded again.
+
+    Returns the records of the pieces of files that did not fail, and ``{source: reason}``.
+    """
+    failed: dict[str, str] = {}
+    while True:
+        todo = [p for p in pieces if p.source not in failed]
+        if not todo:
+            return [], failed
+        try:
+            vectors = embedder.embed([p.item for p in todo], dim=dim, progress=False)
+        except VlsearchError as exc:
+            index = getattr(exc, "item", None)
+            if index is None:
+                raise
+            bad = todo[index]
+            failed[bad.source] = f"{bad.locator.label}: {getattr(exc, 'reason', exc)}"
+            continue
+        return [to_record(p, v) for p, v in zip(todo, vectors)], failed
+
+
+class IndexWriter:
+    """Embeds pieces in cross-file batches; writes whole files only, several per commit.
+
+    Args:
+        store: where records and file states go.
+        embedder: the model for ``pieces`` events (not used for ``embedded`` ones).
+        dim: Matryoshka dimension of the stored vectors (None: the model's).
+        report: counts and failures are added here.
+        batch_items: pieces gathered across files before each embedding call.
+        previous: sources that already have records (their stale rows are deleted once the new
+            version is written).
+        progress: a progress bar (default: on a terminal).
+        on_progress: called as ``on_progress(files_done, files_total, items)``.
+
+    Example:
+        >>> with IndexWriter(store, embedder, None, report) as writer:
+        ...     writer.start(len(todo))
+        ...     writer.consume(extract_all(todo, options))
+    """
+
+    def __init__(self, store: VectorStore, embedder: EmbedderLike | None, dim: int | None, report: IndexReport, *,
+                 batch_items: int = 64, previous: Iterable[str] = (), progress: bool | None = None,
+                 on_progress: ProgressCallback | None = None) -> None:
+        self.store, self.embedder, self.dim, self.report = store, embedder, dim, report
+        self.batch_items, self.previous = batch_items, set(previous)
+        self.show = progress if progress is not None else sys.stderr.isatty()
+        self.on_progress = on_progress
+        self.pending: list[Piece] = []  # waiting for the embedder
+        self.records: dict[str, list[Record]] = {}  # embedded, by source, until the file is complete
+        self.ready: dict[str, tuple[Found, str]] = {}  # complete files waiting to be written
+        self.dead: set[str] = set()  # failed in this run: later events about them are ignored
+        self.marks: list[FileEntry] = []  # file states waiting for the next commit
+        self.files_done, self.total, self.started = 0, 0, time.perf_counter()
+        self._bar: Any = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> IndexWriter:
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self.close()
+        elif self._bar is not None:
+            self._bar.close()
+
+    def start(self, files: int) -> None:
+        """Announce how many files will be extracted (progress bar and callback)."""
+        from tqdm.auto import tqdm
+
+        self.total, self.started = files, time.perf_counter()
+        self._bar = tqdm(total=files, unit="file", disable=not self.show, dynamic_ncols=True)
+        if self.on_progress:
+            self.on_progress(0, files, 0)
+
+    def close(self) -> None:
+        """Embed and write what is pending, then commit the remaining file states."""
+        self.flush()
+        self.store.mark_files(self.marks)
+        self.marks = []
+        if self._bar is not None:
+            self._bar.close()
+
+    # ---------------------------------------------------------------- events
+
+    def consume(self, results: Iterable[ExtractResult]) -> None:
+        """Feed the results of the local worker pool (``extract_all``), then flush."""
+        for result in results:
+            source = str(result.found.path)
+            if result.error:
+                self.failed(source, result.error, result.content_hash)
+                continue
+            self.pieces(source, result.pieces)
+            if result.last:
+                self.complete(result.found, result.content_hash)
+        self.flush()
+
+    def pieces(self, source: str, pieces: Sequence[Piece]) -> None:
+        if source in self.dead:
+            return
+        self.records.setdefault(source, [])
+        self.pending += pieces
+        if len(self.pending) >= self.batch_items:
+            self.flush()
+
+    def embedded(self, source: str, records: Sequence[Record]) -> None:
+        if source not in self.dead:
+            self.records.setdefault(source, []).extend(records)
+            self.report.items += len(records)
+
+    def complete(self, found: Found, digest: str) -> None:
+        source = str(found.path)
+        if source not in self.dead:
+            self.records.setdefault(source, [])
+            self.ready[source] = (found, digest)
+
+    def failed(self, source: str, reason: str, digest: str = "") -> None:
+        """Record a file as failed; its pending pieces and records are dropped."""
+        self.dead.add(source)
+        self.records.pop(source, None)
+        self.ready.pop(source, None)
+        self.pending = [p for p in self.pending if p.source != source]
+        self.report.failed.append((source, reason))
+        try:
+            stat = os.stat(source)
+            size, mtime = stat.st_size, stat.st_mtime
+        except OSError:
+            size, mtime = 0, 0.0
+        self.marks.append(FileEntry(source, digest, 0, "failed", reason, mtime, size))
+        if self._bar is not None:
+            self._advance(1)
+
+    def unchanged(self, entry: FileEntry) -> None:
+        """A file whose content did not change: refresh its recorded size and time."""
+        self.marks.append(entry)
+
+    def flush(self) -> None:
+        """Embed the pending pieces, then write the complete files."""
+        if self.pending:
+            assert self.embedder is not None, "pieces need an embedder"
+            digests = {p.source: p.content_hash for p in self.pending}
+            records, failures = embed_pieces(self.embedder, self.pending, self.dim)
+            self.pending = []
+            for source, reason in failures.items():
+                self.failed(source, reason, digests[source])
+            for record in records:
+                self.records[record.source].append(record)
+            self.report.items += len(records)
+        self._write()
+
+    # ---------------------------------------------------------------- writing
+
+    def _write(self) -> None:
+        """Records of the complete files in one commit, then their states in another."""
+        done, self.ready = list(self.ready.values()), {}
+        if not done:
+            return
+        records = {str(found.path): self.records.pop(str(found.path), []) for found, _ in done}
+        self.store.add([r for rows in records.values() for r in rows])
+        entries = []
+        for found, digest in done:
+            source = str(found.path)
+            if source in self.previous:  # rows of an older version of the file
+                self.store.delete(sources=[source], keep_hash=digest)
+            # size and time as hashed, so a later edit is seen as a change
+            entries.append(FileEntry(source, digest, len(records[source]), "done", "", found.mtime, found.size))
+        self.store.mark_files([*self.marks, *entries])
+        self.marks = []
+        self._advance(len(done))
+        rate = self.report.items / max(time.perf_counter() - self.started, 1e-9)
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"{self.report.items} items, {rate:.1f} items/s", refresh=False)
+
+    def _advance(self, files: int) -> None:
+        self.files_done += files
+        if self._bar is not None:
+            self._bar.update(files)
+        if self.on_progress:
+            self.on_progress(self.files_done, self.total, self.report.items)
