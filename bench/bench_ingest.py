@@ -1,9 +1,13 @@
 #!/usr/bin/env python
-"""Ingestion throughput: PDF pages/s and video seconds/s, decoding in-process vs in worker processes.
+"""Ingestion throughput and memory: PDF pages/s and video seconds/s, and the main process's peak RSS.
 
-Both variants index the same corpus into fresh collections with the same loaded model:
-  in-process  - workers=0: decode, then embed, one after the other
-  overlapped  - workers=N: worker processes render and decode while the model embeds
+Each variant indexes the same corpus into a fresh collection, in a process of its own (so that
+its peak RSS is its own), after one untimed warm-up run in that process:
+  in-process   - workers=0: decode, then embed, one after the other
+  overlapped   - workers=N: worker processes render and decode while the model embeds
+  count window - overlapped, with what is held ahead bounded by item counts alone (the window of
+                 vlsearch 0.1: 4 x max_batch_size encoded inputs, 64 decoded pieces)
+Peak RSS is the process's high-water mark (VmHWM) less its RSS once the model is loaded.
 
 Example (CPU, tiny random checkpoint):
     python bench/bench_ingest.py --pages 120 --video-seconds 120
@@ -15,6 +19,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,14 +39,37 @@ def write_pdf(path: Path, pages: int) -> Path:
     return path
 
 
-def run(corpus: Path, home: Path, name: str, model: str, workers: int, options: ExtractOptions,
-        embedder) -> tuple[float, int]:
-    collection = Collection(str(home / name), model=model, loaded_embedder=embedder)  # one model for all variants
-    started = time.perf_counter()
-    report = collection.add([corpus], workers=workers, options=options, progress=False)
-    seconds = time.perf_counter() - started
-    assert not report.failed, report.summary()
-    return seconds, report.items
+def rss_kib(field: str) -> int:
+    """``VmRSS`` or ``VmHWM`` (peak) of this process, in KiB, from /proc."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def child(args: argparse.Namespace) -> None:
+    """One variant in this process: warm up, then index; print seconds, items and memory as JSON."""
+    from vlsearch import Embedder
+
+    counted = args.variant == "count window"
+    embedder = Embedder(args.model, device=args.device, **({"prefetch_bytes": None} if counted else {}))
+    options = ExtractOptions(segment_seconds=10.0, max_pixels=args.max_pixels)
+    workers = 0 if args.variant == "in-process" else args.workers
+    home = Path(args.work)
+
+    def index(name: str) -> tuple[float, int]:
+        collection = Collection(str(home / name), model=args.model, loaded_embedder=embedder)
+        started = time.perf_counter()
+        report = collection.add([args.corpus], workers=workers, options=options, progress=False,
+                                **({"batch_bytes": None} if counted else {}))
+        assert not report.failed, report.summary()
+        return time.perf_counter() - started, report.items
+
+    index("warm")
+    loaded = rss_kib("VmRSS")
+    seconds, items = index("timed")
+    print(json.dumps({"seconds": seconds, "items": items, "peak_mib": (rss_kib("VmHWM") - loaded) / 1024,
+                      "loaded_mib": loaded / 1024}))
 
 
 def main() -> None:
@@ -52,13 +81,15 @@ def main() -> None:
     parser.add_argument("--max-pixels", type=int, default=1843200, help="pixel budget of a rendered page")
     parser.add_argument("--device")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    for name in ("variant", "model", "corpus", "work"):
+        parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
     work = Path(tempfile.mkdtemp(prefix="vlsearch-bench-ingest-"))
     model = args.checkpoint or str(build_checkpoint(work / "tiny"))
-    from vlsearch import Embedder
-
-    embedder = Embedder(model, device=args.device)
-    options = ExtractOptions(segment_seconds=10.0, max_pixels=args.max_pixels)
     rows = {}
     for kind in ("pdf", "video"):
         corpus = work / f"corpus-{kind}"
@@ -69,18 +100,23 @@ def main() -> None:
         else:
             write_video(corpus / "clip.mp4", frames=args.video_seconds * 24, fps=24, size=(640, 360))
             amount, unit = args.video_seconds, "video s/s"
-        run(corpus, work / "warm", f"warm-{kind}", model, args.workers, options, embedder)  # warm-up
-        for variant, workers in (("in-process", 0), ("overlapped", args.workers)):
-            seconds, items = run(corpus, work / "runs", f"{kind}-{variant}", model, workers, options, embedder)
-            rows[(kind, variant)] = {"seconds": seconds, "items": items, "rate": amount / seconds, "unit": unit}
+        for variant in ("in-process", "overlapped", "count window"):
+            command = [sys.executable, __file__, "--child", "--variant", variant, "--model", model,
+                       "--corpus", str(corpus), "--work", str(work / f"{kind}-{variant.replace(' ', '-')}"),
+                       "--workers", str(args.workers), "--max-pixels", str(args.max_pixels),
+                       *(["--device", args.device] if args.device else [])]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            rows[(kind, variant)] = {**row, "rate": amount / row["seconds"], "unit": unit}
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"device {embedder.device}, model {model if args.checkpoint else 'tiny random'}, "
-          f"page budget {args.max_pixels} px, {args.workers} workers")
-    print(f"{'corpus':8} {'variant':12} {'seconds':>8} {'items':>6} {'rate':>10}  unit        vs in-process")
+          f"model {model if args.checkpoint else 'tiny random'}, page budget {args.max_pixels} px, "
+          f"{args.workers} workers")
+    print(f"{'corpus':8} {'variant':13} {'seconds':>8} {'items':>6} {'rate':>9}  {'unit':11} {'vs in-proc':>10} "
+          f"{'peak RSS MiB':>13}")
     for (kind, variant), row in rows.items():
         ratio = rows[(kind, "in-process")]["seconds"] / row["seconds"]
-        print(f"{kind:8} {variant:12} {row['seconds']:8.2f} {row['items']:6d} {row['rate']:10.2f}  "
-              f"{row['unit']:11} {ratio:.2f}x")
+        print(f"{kind:8} {variant:13} {row['seconds']:8.2f} {row['items']:6d} {row['rate']:9.2f}  {row['unit']:11} "
+              f"{ratio:9.2f}x {row['peak_mib']:13.0f}")
     if args.json:
         Path(args.json).write_text(json.dumps({f"{k}/{v}": r for (k, v), r in rows.items()}, indent=2))
 

@@ -19,7 +19,7 @@ from vlsearch.server import ServerConfig  # noqa: E402
 @pytest.fixture(scope="module")
 def server(embedder_path, reranker_path, tmp_path_factory):
     config = ServerConfig(model=str(embedder_path), reranker=str(reranker_path),
-                          home=tmp_path_factory.mktemp("home"), api_keys=("s3cret",))
+                          home=tmp_path_factory.mktemp("home"), api_keys=("s3cret-key-0001",))
     with serve(config) as running:
         yield running
 
@@ -37,7 +37,7 @@ def items(media) -> list:
 
 
 def test_remote_embeddings_equal_local(server, embedder, media):
-    remote = RemoteEmbedder(server.url, api_key="s3cret", batch_size=3)
+    remote = RemoteEmbedder(server.url, api_key="s3cret-key-0001", batch_size=3)
     assert remote.dim == embedder.dim and remote.fingerprint == embedder.fingerprint
     assert np.array_equal(remote.embed(items(media)), embedder.embed(items(media)))
     assert np.array_equal(remote.embed(items(media), dim=16, precision="int8"),
@@ -45,7 +45,7 @@ def test_remote_embeddings_equal_local(server, embedder, media):
 
 
 def test_remote_rerank_equals_local(server, reranker, media):
-    remote = RemoteReranker(server.url + "/v1", api_key="s3cret", batch_size=4)
+    remote = RemoteReranker(server.url + "/v1", api_key="s3cret-key-0001", batch_size=4)
     docs = items(media)[:5]
     query = {"text": "which picture?", "image": str(media["tall"])}
     assert remote.score(query, docs) == reranker.score(query, docs)
@@ -53,13 +53,13 @@ def test_remote_rerank_equals_local(server, reranker, media):
 
 
 def test_remote_errors_are_clear(server, media, tmp_path):
-    remote = RemoteEmbedder(server.url, api_key="s3cret")
+    remote = RemoteEmbedder(server.url, api_key="s3cret-key-0001")
     with pytest.raises(MediaError, match=r"^item 1: .*not an image"):
         remote.embed(["fine", {"image": str(media["not_image"])}])  # checked before sending
     with pytest.raises(ModelError, match="HTTP 401"):
         RemoteEmbedder(server.url).embed(["no key"])
     with pytest.raises(InputError, match="HTTP 400"):
-        RemoteEmbedder(server.url, api_key="s3cret").embed([{"image": "https://example.com/x.png"}])
+        RemoteEmbedder(server.url, api_key="s3cret-key-0001").embed([{"image": "https://example.com/x.png"}])
     with pytest.raises(ModelError, match="cannot reach the model server"):
         RemoteEmbedder("http://127.0.0.1:9", timeout=2).embed(["x"])
     with pytest.raises(InputError, match="must start with http"):
@@ -67,7 +67,7 @@ def test_remote_errors_are_clear(server, media, tmp_path):
 
 
 def test_collection_with_remote_models(server, media, tmp_path, monkeypatch, embedder_path, reranker_path):
-    monkeypatch.setenv("VLSEARCH_API_KEY", "s3cret")
+    monkeypatch.setenv("VLSEARCH_API_KEY", "s3cret-key-0001")
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "notes.txt").write_text("Remote embedding of a small note about penguins.")

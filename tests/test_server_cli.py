@@ -24,10 +24,12 @@ def test_public_bind_without_key_is_refused(host, capsys):
 
 def test_loopback_and_key_checks_pass_then_model_errors_surface(capsys, monkeypatch, tmp_path):
     # with a key (flag or environment) the command goes on, to the model load, which fails here
-    assert main(["serve", "--host", "0.0.0.0", "--api-key", "k", "--model", str(tmp_path / "none"),
+    assert main(["serve", "--host", "0.0.0.0", "--api-key", "short", "--model", str(tmp_path / "none")]) == 2
+    assert "an API key must have at least 12 characters" in capsys.readouterr().err
+    assert main(["serve", "--host", "0.0.0.0", "--api-key", "a-long-enough-key", "--model", str(tmp_path / "none"),
                  "--no-reranker"]) == 1
     assert "no such model directory" in capsys.readouterr().err
-    monkeypatch.setenv("VLSEARCH_API_KEY", "k1,k2")
+    monkeypatch.setenv("VLSEARCH_API_KEY", "first-long-key,second-long-key")
     assert main(["serve", "--host", "0.0.0.0", "--model", str(tmp_path / "none"), "--no-reranker"]) == 1
     assert main(["serve", "--collections-root", str(tmp_path / "missing")]) == 2
     assert "not a directory" in capsys.readouterr().err

@@ -50,7 +50,8 @@ def test_ingest_uploads_then_search(http, embedder, tree):
     assert (report["seen"], report["new"], report["skipped"]) == (4, 3, 1)
     assert [f["source"].rsplit("/", 1)[-1] for f in report["failed"]] == ["broken.png"]
     assert job["progress"] == {"files_done": 3, "files_total": 3, "items": 2}
-    saved = sorted(p.name for p in (tree / "home" / "server" / "uploads" / "uploads").iterdir())
+    (folder,) = (tree / "home" / "server" / "uploads" / "uploads").iterdir()  # one folder per upload
+    saved = sorted(p.name for p in folder.iterdir())
     assert saved == ["broken.png", "data.bin", "evil_name.png", "notes.txt"]  # under the data dir, safe names
 
     found = http.post("/v1/collections/uploads/search", json={"query": "penguins", "top_k": 5})

@@ -162,14 +162,15 @@ def test_url_allowlist_and_ssrf_guard(config, media_hosts, embedder):
 def test_api_keys(config):
     from dataclasses import replace
 
-    with serve(replace(config, api_keys=("k-one", "k-two"))) as running, running.client() as http:
-        for headers in ({}, {"authorization": "Bearer wrong"}, {"x-api-key": "k-on"}, {"authorization": "k-one"}):
+    with serve(replace(config, api_keys=("key-one-0123", "key-two-0123"))) as running, running.client() as http:
+        for headers in ({}, {"authorization": "Bearer wrong"}, {"x-api-key": "key-one-012"},
+                        {"authorization": "key-one-0123"}):
             error = assert_clean_error(http.get("/v1/models", headers=headers), 401, "API key")
             assert error["type"] == "authentication_error"
         assert_clean_error(http.post("/v1/embeddings", json={"input": "x"}), 401)
         assert_clean_error(http.get("/metrics"), 401)
-        assert http.get("/v1/models", headers={"authorization": "Bearer k-two"}).status_code == 200
-        assert http.post("/v1/embeddings", json={"input": "x"}, headers={"x-api-key": "k-one"}).status_code == 200
+        assert http.get("/v1/models", headers={"authorization": "Bearer key-two-0123"}).status_code == 200
+        assert http.post("/v1/embeddings", json={"input": "x"}, headers={"x-api-key": "key-one-0123"}).status_code == 200
         assert http.get("/health").status_code == 200  # probes need no key
 
 

@@ -29,6 +29,7 @@ from .locator import Located, Locator
 from .models.contract import EmbedderLike, RerankerLike
 from .models.loading import embedder_name, load_embedder, load_reranker, reranker_name
 from .stores import FileEntry, Hit, Record, VectorStore, open_store
+from .stores.filters import parse as parse_filter
 from .version import __version__
 
 __all__ = ["Collection", "IndexReport", "Result", "QUERY_INSTRUCTION", "LAYOUT_FIELDS"]
@@ -178,7 +179,8 @@ class Collection:
 
     def add(self, paths: Sequence[str | os.PathLike], *, include: Sequence[str] = (), exclude: Sequence[str] = (),
             prune: bool = False, workers: int = 2, options: ExtractOptions | None = None,
-            progress: bool | None = None, batch_items: int = 64, retry_failed: bool = False,
+            progress: bool | None = None, batch_items: int = 64, batch_bytes: int | None = 256 * 1024 * 1024,
+            retry_failed: bool = False,
             follow_symlinks: bool = True, on_progress: ProgressCallback | None = None,
             engine: str = "local", ray_address: str | None = None) -> IndexReport:
         """Index new and changed files under ``paths``; failures are recorded, never fatal.
@@ -191,6 +193,8 @@ class Collection:
             options: how files are cut (pages, video segments, text chunks).
             progress: progress bar; by default only on a terminal.
             batch_items: pieces gathered across files before each embedding call.
+            batch_bytes: decoded pixels gathered before each embedding call (bounds memory; ``None``:
+                count alone).
             retry_failed: try again files that failed before and have not changed since.
             follow_symlinks: False skips symbolic links met inside directories (the given paths
                 themselves are always followed).
@@ -207,8 +211,8 @@ class Collection:
         self._record_meta(_layout(options))
         known = self.store.files()
         roots = [str(Path(p).expanduser().resolve()) for p in paths]
-        with IndexWriter(self.store, self.embedder, self.dim, report, batch_items=batch_items, progress=progress,
-                         on_progress=on_progress) as writer:
+        with IndexWriter(self.store, self.embedder, self.dim, report, batch_items=batch_items,
+                         batch_bytes=batch_bytes, progress=progress, on_progress=on_progress) as writer:
             todo, present = self._changes(paths, include, exclude, follow_symlinks, retry_failed, known, writer)
             if todo:
                 writer.previous = {str(f.path) for f, _ in todo if str(f.path) in known}
@@ -296,13 +300,16 @@ class Collection:
             top_k: results returned.
             candidates: neighbours fetched from the store and reranked.
             rerank: False returns the vector ranking.
-            where: SQL filter on the records (``modality = 'pdf_page' AND page <= 3``,
-                ``text LIKE '%invoice%'``, ``source LIKE '%/reports/%'``).
+            where: filter on the records (``modality = 'pdf_page' AND page <= 3``,
+                ``text LIKE '%invoice%'``, ``source LIKE '%/reports/%'``; the grammar is in
+                ``stores.filters``: comparisons, AND/OR/NOT, IN, LIKE, BETWEEN, IS [NOT] NULL).
             instruction: query instruction (default: the collection's).
             like: the id of an item in the collection: find items like it.
         """
         if top_k < 1 or candidates < 1:
             raise InputError("top_k and candidates must be >= 1")
+        if where is not None:
+            parse_filter(where)  # checked with the caps for user filters (length, IN lists)
         if not self.meta.get("fingerprint"):
             raise StoreError(f"collection {self.name!r} is empty: index some files first")
         if like is not None:

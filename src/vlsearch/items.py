@@ -75,6 +75,15 @@ def as_items(items: Iterable[ItemLike] | ItemLike) -> list[Item]:
     return each_item(items, Item.of)
 
 
+def check_text(text: str, what: str = "text") -> str:
+    """``text`` if it is valid Unicode; InputError for a lone surrogate (JSON can carry "\\ud800")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"{what} is not valid Unicode (a lone surrogate at character {exc.start})") from None
+    return text
+
+
 def listed(value: Any) -> list[Any]:
     """``value`` as a list: None is empty, a list or tuple is itself, anything else one element."""
     if value is None:

@@ -98,9 +98,12 @@ def _url_of(value: Any, key: str) -> tuple[Any, dict[str, Any]]:
     return value, {}
 
 
+LIMITS = {"fps": 1000.0, "max_frames": 1_000_000.0}  # sampling options beyond these are errors
+
+
 def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise InputError(f"{name} must be a positive number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= LIMITS[name]:
+        raise InputError(f"{name} must be a positive number, at most {LIMITS[name]:g}")
     return float(value)
 
 

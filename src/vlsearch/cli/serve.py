@@ -40,6 +40,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     g.add_argument("--torch-threads", type=int, metavar="N",
                    help="torch intra-op threads (default: torch's own; on a small CPU-only machine, 1 leaves the "
                         "other cores to request decoding and avoids thread contention)")
+    g = p.add_argument_group("clients")
+    g.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="Host header value served besides loopback names (repeatable; a name or name:port). "
+                        "Without an API key only these are answered, which stops DNS-rebinding web pages")
+    g.add_argument("--read-timeout", type=float, default=30.0, metavar="S",
+                   help="seconds a client has to send its request headers, and the longest pause while it "
+                        "sends a body; slower clients are disconnected (default 30)")
+    g.add_argument("--max-connections", type=int, default=256, metavar="N",
+                   help="connections served at once; beyond, requests get 503 (default 256)")
     g = p.add_argument_group("limits")
     g.add_argument("--max-body-mb", type=float, default=64, help="largest JSON body (default 64 MiB)")
     g.add_argument("--max-upload-mb", type=float, default=2048, help="largest upload (default 2048 MiB)")
@@ -85,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         max_items=args.max_items, max_documents=args.max_documents, max_media_bytes=int(args.max_media_mb * MiB),
         max_image_pixels=args.max_image_pixels, max_video_seconds=args.max_video_seconds,
         max_video_frames=args.max_video_frames, ingest_workers=args.ingest_workers,
-        served_model_name=args.served_model_name, served_reranker_name=args.served_reranker_name)
+        served_model_name=args.served_model_name, served_reranker_name=args.served_reranker_name,
+        allowed_hosts=tuple(args.allow_host), read_timeout=args.read_timeout, max_connections=args.max_connections)
     from ..server import create_app
 
     if args.torch_threads:
@@ -99,10 +109,12 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import MissingExtraError
 
         raise MissingExtraError("uvicorn", "server") from exc
+    from ..server.serving import uvicorn_config
+
     app = create_app(config)
     print(f"vlsearch: serving on http://{_netloc(args.host)}:{args.port} "
           f"(API key {'required' if keys else 'not required'})", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.Server(uvicorn_config(app, config, host=args.host, port=args.port, log_level=args.log_level)).run()
     return 0
 
 

@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+from PIL import Image
 
 from ..errors import VlsearchError
+from ..items import Item, listed, split_videos
 from ..models.contract import EmbedderLike
 from ..stores.base import FileEntry, Record, VectorStore
 from .discover import Found
@@ -62,6 +64,12 @@ class IndexReport:
                          "(vlsearch info lists them; retry_failed / --retry-failed tries again)")
         lines += [f"  failed: {source}: {reason}" for source, reason in self.failed]
         return "\n".join(lines)
+
+
+def pixel_bytes(item: Item) -> int:
+    """The memory of an item's decoded pictures (PIL images; other sources count 0)."""
+    pictures = [*listed(item.image), *(f for v in split_videos(item.video) if isinstance(v, list) for f in v)]
+    return sum(p.width * p.height * len(p.getbands()) for p in pictures if isinstance(p, Image.Image))
 
 
 def to_record(piece: Piece, vector: np.ndarray) -> Record:
@@ -102,6 +110,8 @@ class IndexWriter:
         dim: Matryoshka dimension of the stored vectors (None: the model's).
         report: counts and failures are added here.
         batch_items: pieces gathered across files before each embedding call.
+        batch_bytes: decoded pixels gathered before each embedding call (a full-budget page is
+            ~5.5 MB); ``None``: count alone.
         previous: sources that already have records (their stale rows are deleted once the new
             version is written).
         progress: a progress bar (default: on a terminal).
@@ -114,13 +124,14 @@ class IndexWriter:
     """
 
     def __init__(self, store: VectorStore, embedder: EmbedderLike | None, dim: int | None, report: IndexReport, *,
-                 batch_items: int = 64, previous: Iterable[str] = (), progress: bool | None = None,
-                 on_progress: ProgressCallback | None = None) -> None:
+                 batch_items: int = 64, batch_bytes: int | None = 256 * 1024 * 1024, previous: Iterable[str] = (),
+                 progress: bool | None = None, on_progress: ProgressCallback | None = None) -> None:
         self.store, self.embedder, self.dim, self.report = store, embedder, dim, report
-        self.batch_items, self.previous = batch_items, set(previous)
+        self.batch_items, self.batch_bytes, self.previous = batch_items, batch_bytes, set(previous)
         self.show = progress if progress is not None else sys.stderr.isatty()
         self.on_progress = on_progress
         self.pending: list[Piece] = []  # waiting for the embedder
+        self.pending_bytes = 0
         self.records: dict[str, list[Record]] = {}  # embedded, by source, until the file is complete
         self.ready: dict[str, tuple[Found, str]] = {}  # complete files waiting to be written
         self.dead: set[str] = set()  # failed in this run: later events about them are ignored
@@ -175,7 +186,9 @@ class IndexWriter:
             return
         self.records.setdefault(source, [])
         self.pending += pieces
-        if len(self.pending) >= self.batch_items:
+        self.pending_bytes += sum(pixel_bytes(p.item) for p in pieces)
+        if len(self.pending) >= self.batch_items or (self.batch_bytes is not None
+                                                     and self.pending_bytes >= self.batch_bytes):
             self.flush()
 
     def embedded(self, source: str, records: Sequence[Record]) -> None:
@@ -195,6 +208,7 @@ class IndexWriter:
         self.records.pop(source, None)
         self.ready.pop(source, None)
         self.pending = [p for p in self.pending if p.source != source]
+        self.pending_bytes = sum(pixel_bytes(p.item) for p in self.pending)
         self.report.failed.append((source, reason))
         try:
             stat = os.stat(source)
@@ -215,7 +229,7 @@ class IndexWriter:
             assert self.embedder is not None, "pieces need an embedder"
             digests = {p.source: p.content_hash for p in self.pending}
             records, failures = embed_pieces(self.embedder, self.pending, self.dim)
-            self.pending = []
+            self.pending, self.pending_bytes = [], 0
             for source, reason in failures.items():
                 self.failed(source, reason, digests[source])
             for record in records:

@@ -126,6 +126,20 @@ def _address_problem(ip: _IPAddress) -> str | None:
     return None
 
 
+def _is_ip(host: str) -> bool:
+    """Whether ``host`` is an address itself (also the legacy IPv4 forms: 2130706433, 0x7f.1)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        pass
+    try:
+        socket.inet_aton(host)
+        return True
+    except OSError:
+        return False
+
+
 def _resolve_checked(url: str, target: _Target, policy: FetchPolicy) -> list[tuple[str, int]]:
     try:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
@@ -143,8 +157,9 @@ def _resolve_checked(url: str, target: _Target, policy: FetchPolicy) -> list[tup
     if not any(entry.strip().lower() in names for entry in policy.allow_hosts):
         for ip_text, _port in addresses:
             problem = _address_problem(ipaddress.ip_address(ip_text))
-            if problem:
-                raise _error(url, f"refused: {ip_text} is {problem}")
+            if problem:  # the address a name resolves to stays unsaid: it maps the server's network
+                what = ip_text if _is_ip(target.host) else f"host {target.host} resolves to"
+                raise _error(url, f"refused: {what} {'is ' if what == ip_text else ''}{problem}")
     return addresses
 
 

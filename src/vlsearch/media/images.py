@@ -26,7 +26,9 @@ class MediaLimits:
     """Caps applied to every media input before it is decoded.
 
     Attributes:
-        max_image_pixels: largest width x height of a source image (decompression bombs).
+        max_image_pixels: largest width x height of a source image or video frame (decompression bombs).
+        max_aspect_ratio: the most elongated image or frame (longer side / shorter side) the models take
+            (qwen-vl-utils' own limit is 200); checked from the header, before decoding.
         max_file_bytes: largest file, download or inline payload read.
         max_video_seconds: longest video decoded.
         max_video_frames: most frames in a video (file or frame list).
@@ -34,6 +36,7 @@ class MediaLimits:
     """
 
     max_image_pixels: int = 64_000_000
+    max_aspect_ratio: float = 200.0
     max_file_bytes: int = 512 * 1024 * 1024
     max_video_seconds: float = 4 * 3600.0
     max_video_frames: int = 1_000_000
@@ -168,8 +171,15 @@ def load_image(src: Any, limits: MediaLimits | None = None) -> Image.Image:
 
 
 def _check_pixels(src: Any, image: Image.Image, limits: MediaLimits) -> None:
-    pixels = image.width * image.height
+    check_size(describe(src), image.width, image.height, limits)
+
+
+def check_size(name: str, width: int, height: int, limits: MediaLimits) -> None:
+    """Refuse an image or frame size (known from a header) over the pixel or aspect-ratio cap."""
+    pixels = width * height
     if pixels > limits.max_image_pixels:
-        raise MediaError(
-            f"{describe(src)}: {image.width}x{image.height} = {pixels} pixels, over the limit of "
-            f"{limits.max_image_pixels} (decompression bomb guard)")
+        raise MediaError(f"{name}: {width}x{height} = {pixels} pixels, over the limit of "
+                         f"{limits.max_image_pixels} (decompression bomb guard)")
+    if min(width, height) >= 1 and max(width, height) / min(width, height) > limits.max_aspect_ratio:
+        raise MediaError(f"{name}: {width}x{height} is too elongated (aspect ratio "
+                         f"{max(width, height) / min(width, height):.0f}, over {limits.max_aspect_ratio:.0f})")

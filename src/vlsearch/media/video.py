@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MediaError
-from .images import MediaLimits, describe, local_file, read_source
+from .images import MediaLimits, check_size, describe, local_file, read_source
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,7 @@ def _probe(data: bytes | Path, name: str, limits: MediaLimits) -> VideoInfo:
         if not rate or rate <= 0:
             raise MediaError(f"{name}: unknown frame rate")
         fps = float(rate)
+        check_size(name, stream.codec_context.width, stream.codec_context.height, limits)
         frames, first_pts = 0, None
         try:
             for packet in container.demux(stream):

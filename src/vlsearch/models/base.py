@@ -32,6 +32,8 @@ class Qwen3VLBase:
             the inputs of a batch into shared GEMMs: equal up to rounding (~1e-7 in float32).
         revision: hub revision.
         workers: threads that decode and preprocess media ahead of the model.
+        prefetch_bytes: encoded inputs (pixels, as float tensors) held ahead of the model, in bytes
+            (default 256 MiB: six full-budget pages, 44 MB each); ``None`` bounds by count alone.
     """
 
     default_budget = VisionBudget()
@@ -50,6 +52,7 @@ class Qwen3VLBase:
         revision: str | None = None,
         workers: int | None = None,
         batch_invariant: bool = True,
+        prefetch_bytes: int | None = 256 * 1024 * 1024,
     ) -> None:
         from .invariant import make_batch_invariant, register_rowwise_attention
 
@@ -61,6 +64,7 @@ class Qwen3VLBase:
         self.limits = limits or MediaLimits()
         self.batch_tokens = batch_tokens or (16384 if self.device.startswith("cuda") else 2048)
         self.max_batch_size = max_batch_size
+        self.prefetch_bytes = prefetch_bytes
         attn = attn_implementation or register_rowwise_attention()
         self.model, self.processor = load_backbone(self.path, self.device, self.dtype, attn)
         self.batch_invariant = batch_invariant
@@ -68,8 +72,8 @@ class Qwen3VLBase:
             make_batch_invariant(self.model)
         self.pad_token_id = self.processor.tokenizer.pad_token_id or 0
         # half the cores: the model's own threads need the rest (more threads slow a 2-core machine)
-        self._pool = ThreadPoolExecutor(max_workers=workers or max(1, min(8, (os.cpu_count() or 2) // 2)),
-                                        thread_name_prefix="vlsearch-encode")
+        self._workers = workers or max(1, min(8, (os.cpu_count() or 2) // 2))
+        self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="vlsearch-encode")
 
     @property
     def fingerprint(self) -> str:
@@ -116,15 +120,15 @@ class Qwen3VLBase:
 
     def _run(self, count: int, encode: Callable[[int], Encoded], head: Callable[[Any], Any],
              progress: bool | None, unit: str) -> list[Any]:
-        """Encode ``count`` inputs ahead on the pool, run them in token-budget batches, return
-        ``head(hidden)`` rows in input order."""
+        """Encode ``count`` inputs ahead on the pool (bounded by ``prefetch_bytes``), run them in
+        token-budget batches, return ``head(hidden)`` rows in input order."""
         from tqdm.auto import tqdm
 
         results: list[Any] = []
         show = progress if progress is not None else (sys.stderr.isatty() and count > self.max_batch_size)
         window = max(4 * self.max_batch_size, 64)
         with tqdm(total=count, unit=unit, disable=not show, dynamic_ncols=True) as bar:
-            for chunk in encode_each(range(count), encode, self._pool, window):
+            for chunk in encode_each(count, encode, self._pool, self._workers, window, self.prefetch_bytes):
                 results += self.run_encoded([e for _, e in chunk], head, bar.update)
         return results
 

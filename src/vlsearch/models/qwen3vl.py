@@ -12,12 +12,12 @@ import os
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 from PIL import Image
 
 from ..errors import InputError, MediaError, ModelError, VlsearchError
-from ..items import Item, listed, split_videos
+from ..items import Item, check_text, listed, split_videos
 from ..media.images import MediaLimits, describe, load_image
 from ..media.video import resize_frames, sample_video
 
@@ -57,6 +57,12 @@ class Encoded:
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the tensors (pixels dominate: ~44 MB for a full-budget page in float32)."""
+        tensors = (self.input_ids, self.mm_token_type_ids, self.pixel_values, self.pixel_values_videos)
+        return sum(int(t.numel() * t.element_size()) for t in tensors if t is not None)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -139,7 +145,7 @@ def normalise_instruction(instruction: str | None) -> str | None:
     """Strip, and end with punctuation (a period is added otherwise), as the embedder expects."""
     if not instruction or not instruction.strip():
         return None
-    instruction = instruction.strip()
+    instruction = check_text(instruction.strip(), "instruction")
     if not unicodedata.category(instruction[-1]).startswith("P"):
         instruction += "."
     return instruction
@@ -169,6 +175,8 @@ def load_item(item: Item, budget: VisionBudget, limits: MediaLimits,
     texts = listed(item.text)
     if any(not isinstance(t, str) for t in texts):
         raise InputError("text must be a string or a list of strings")
+    for text in texts:
+        check_text(text)
     if not any(t.strip() for t in texts):
         texts = []
     images = listed(item.image)
@@ -255,31 +263,60 @@ def truncate_keep_special(ids: Any, types: Any, max_length: int, special: set[in
     return ids[keep], types[keep]
 
 
-def encode_each(items: Sequence[Any], encode: Any, pool: Any, window: int) -> Iterator[list[tuple[int, Encoded]]]:
-    """Encode items on a thread pool, one window ahead of the consumer (decode overlaps compute).
+def encode_each(count: int, encode: Callable[[int], Encoded], pool: Any, workers: int, max_items: int,
+                max_bytes: int | None) -> Iterator[list[tuple[int, Encoded]]]:
+    """Encode inputs ``0 .. count-1`` on a thread pool, ahead of the consumer, in chunks.
 
+    A chunk is at most ``max_items`` inputs and about ``max_bytes / 2`` bytes of encoded pixels.
+    While the consumer works on a chunk, the pool encodes what comes next, but never more than
+    ``max_bytes`` of encodings are held ahead (sizes not known yet count as the largest seen, and
+    before any is known at most one input per worker runs), and never more than a chunk's count.
+    ``max_bytes=None`` bounds by count alone.
     Errors carry the item's index; the first error stops everything (no partial result).
     """
+    from collections import deque
+
     from ..errors import at_item
 
     def task(index: int) -> tuple[int, Encoded]:
         try:
-            return index, encode(items[index])
+            return index, encode(index)
         except VlsearchError as exc:
             raise at_item(index, exc) from exc.__cause__
 
-    starts = range(0, len(items), window)
-    pending = [pool.submit(task, i) for i in range(0, min(window, len(items)))]
-    for start in starts:
-        current = pending
-        nxt = range(start + window, min(start + 2 * window, len(items)))
-        pending = [pool.submit(task, i) for i in nxt]
-        try:
-            yield [f.result() for f in current]
-        except BaseException:
-            for f in pending + current:
-                f.cancel()
-            raise
+    ahead: deque[Any] = deque()  # futures, in input order
+    next_index, largest = 0, 0
+    budget = max_bytes if max_bytes is not None else float("inf")
+
+    def held() -> int:
+        return sum(f.result()[1].nbytes for f in ahead if f.done() and not f.exception())
+
+    def fill() -> None:
+        nonlocal next_index
+        while next_index < count and len(ahead) < max_items:
+            running = sum(not f.done() for f in ahead)
+            if ahead and (held() + (running + 1) * largest > budget or (not largest and running >= workers)):
+                return
+            ahead.append(pool.submit(task, next_index))
+            next_index += 1
+
+    chunk: list[tuple[int, Encoded]] = []
+    chunk_bytes = 0
+    try:
+        fill()
+        while ahead:
+            index, encoded = ahead.popleft().result()
+            largest = max(largest, encoded.nbytes)
+            chunk.append((index, encoded))
+            chunk_bytes += encoded.nbytes
+            fill()
+            if len(chunk) >= max_items or chunk_bytes * 2 >= budget or not ahead:
+                yield chunk
+                chunk, chunk_bytes = [], 0
+                fill()
+    finally:
+        for future in ahead:
+            future.cancel()
 
 
 def checkpoint_fingerprint(path: Path) -> str:

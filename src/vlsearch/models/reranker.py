@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..errors import ModelError, VlsearchError, each_item, in_context
-from ..items import Item, ItemLike, as_items
+from ..items import Item, ItemLike, as_items, check_text
 from .base import Qwen3VLBase
 from .contract import RerankerBase
 from .qwen3vl import Encoded, VisionBudget, VisionParts, encode_conversation, load_item
@@ -106,7 +106,7 @@ class Reranker(Qwen3VLBase, RerankerBase):
         except VlsearchError as exc:
             raise in_context("query", exc) from None
         docs = as_items(documents)
-        instruction = instruction or self.instruction
+        instruction = check_text(instruction or self.instruction, "instruction")
 
         def pair(i: int) -> Any:
             return lambda: self.encode_pair(query_parts, docs[i], instruction, fps, max_frames)

@@ -66,7 +66,8 @@ def create_app(config: ServerConfig | None = None, *, models: Models | None = No
         jobs.close()
         models.close()
 
-    app = FastAPI(title="vlsearch", version=_version(), lifespan=lifespan,
+    # the interactive docs pages load scripts from a CDN: not served (the schema is, behind the key)
+    app = FastAPI(title="vlsearch", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Multimodal embeddings, reranking and search with Qwen3-VL.")
     app.state.config, app.state.models, app.state.metrics = config, models, metrics
     app.state.collections, app.state.jobs = collections, jobs
@@ -75,7 +76,8 @@ def create_app(config: ServerConfig | None = None, *, models: Models | None = No
     app.include_router(build_router(config, models, collections, jobs, guard))
     _web_page(app)
     app.add_middleware(Gate, keys=KeyChecker(config.api_keys), metrics=metrics, max_body=config.max_body_bytes,
-                       max_upload=config.max_upload_bytes, is_upload=_is_upload)
+                       max_upload=config.max_upload_bytes, is_upload=_is_upload, read_timeout=config.read_timeout,
+                       allowed_hosts=frozenset(h.strip().lower() for h in config.allowed_hosts))
     return app
 
 

@@ -6,8 +6,11 @@ import os
 import re
 import shutil
 import threading
+import unicodedata
+import uuid
 from pathlib import Path
-from typing import Any, Callable
+from stat import S_ISREG
+from typing import Any, BinaryIO, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -25,9 +28,9 @@ from .jobs import Job, JobManager
 from .runtime import BatchedEmbedder, BatchedReranker, Models
 from .schemas import IngestRequest, SearchRequest
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^\w.-]+")  # \w: letters and digits of any script, and '_'
 _ITEM_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")  # longer numbers: malformed (the whole file)
 # what the media route serves, by extension: the kinds ingestion reads, never text or HTML
 MEDIA_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".mkv": "video/x-matroska", ".webm": "video/webm",
                ".avi": "video/x-msvideo", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
@@ -155,8 +158,8 @@ def build_router(config: ServerConfig, models: Models, collections: Collections,
 
     @router.get("/v1/collections/{name}/items/{item_id}/media")
     async def media(name: str, item_id: str, request: Request) -> Response:
-        path, media_type = await run_in_threadpool(_media_source, collections, name, item_id)
-        return _file_response(path, media_type, request.headers.get("range"))
+        handle, size, media_type = await run_in_threadpool(_media_source, collections, name, item_id)
+        return _file_response(handle, size, media_type, request.headers.get("range"))
 
     @router.get("/v1/jobs")
     async def list_jobs() -> JSONResponse:
@@ -185,8 +188,10 @@ async def _submit_ingest(request: Request, name: str, collections: Collections, 
                    "invalid_request_error", "unsupported_media_type")
 
 
-def _media_source(collections: Collections, name: str, item_id: str) -> tuple[Path, str]:
-    """The source file of an item, only if the collection recorded it as indexed and it is unchanged."""
+def _media_source(collections: Collections, name: str, item_id: str) -> tuple[BinaryIO, int, str]:
+    """The source file of an item, open, with its size and media type: only if the collection
+    recorded the file as indexed, no link lies anywhere on its path, and the file opened is the one
+    indexed (same size and time). The caller closes the file."""
     collection = collections.get(name)
     missing = APIError(404, f"no item {item_id!r} in collection {name!r}", "not_found_error", "item_not_found")
     if not _ITEM_ID.match(item_id):
@@ -201,22 +206,45 @@ def _media_source(collections: Collections, name: str, item_id: str) -> tuple[Pa
     entry = collection.file_state(record.source)
     if entry is None or entry.status != "done":
         raise missing
-    path = Path(record.source)
-    try:
-        stat = path.lstat()
-    except OSError:
-        stat = None
-    if stat is None or not path.is_file() or path.is_symlink() or (stat.st_size, stat.st_mtime) != (entry.size,
-                                                                                                    entry.mtime):
-        raise APIError(404, f"the source of item {item_id!r} is missing or changed since it was indexed",
+    changed = APIError(404, f"the source of item {item_id!r} is missing or changed since it was indexed",
                        "not_found_error", "source_changed")
-    return path, media_type
+    try:
+        fd = open_without_links(record.source)
+    except OSError:
+        raise changed from None
+    handle = os.fdopen(fd, "rb", buffering=0)  # closed with the object, also if never streamed
+    stat = os.fstat(fd)
+    if not S_ISREG(stat.st_mode) or (stat.st_size, stat.st_mtime) != (entry.size, entry.mtime):
+        handle.close()
+        raise changed
+    return handle, stat.st_size, media_type
 
 
-def _file_response(path: Path, media_type: str, range_header: str | None) -> Response:
-    """The file, or the one byte range asked for (206; 416 when outside the file). Several ranges
-    in one header are answered with the whole file, as RFC 9110 allows."""
-    size = path.stat().st_size
+def open_without_links(path: str) -> int:
+    """A read-only descriptor on ``path`` (absolute), opened one component at a time, each with
+    ``O_NOFOLLOW``: a link anywhere on the path, also one swapped in meanwhile, makes it fail."""
+    parts = Path(path).parts
+    if not Path(path).is_absolute() or len(parts) < 2:
+        raise FileNotFoundError(path)
+    if os.open not in os.supports_dir_fd:  # no openat: resolve and compare instead (races remain)
+        if os.path.realpath(path) != os.path.normpath(path):
+            raise FileNotFoundError(path)
+        return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    directory = os.open(parts[0], os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[1:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0), dir_fd=directory)
+    finally:
+        os.close(directory)
+
+
+def _file_response(handle: BinaryIO, size: int, media_type: str, range_header: str | None) -> Response:
+    """The open file, or the one byte range asked for (206; 416 when outside the file), streamed
+    from that file, which is closed at the end. Several ranges in one header, or a malformed
+    one, are answered with the whole file, as RFC 9110 allows."""
     headers = {"accept-ranges": "bytes", "x-content-type-options": "nosniff",
                "content-security-policy": "sandbox", "cache-control": "private, max-age=60"}
     start, end, status = 0, size - 1, 200
@@ -228,20 +256,20 @@ def _file_response(path: Path, media_type: str, range_header: str | None) -> Res
         else:  # a suffix: the last N bytes
             start = max(size - int(last), 0)
         if start >= size or start > end:
+            handle.close()
             return Response(status_code=416, headers={**headers, "content-range": f"bytes */{size}"})
         status = 206
         headers["content-range"] = f"bytes {start}-{end}/{size}"
     headers["content-length"] = str(end - start + 1)
 
     def chunks() -> Any:
-        with open(path, "rb") as handle:
-            handle.seek(start)
-            left = end - start + 1
-            while left > 0:
-                block = handle.read(min(left, 1 << 18))
+        with handle:
+            offset = start
+            while offset <= end:
+                block = os.pread(handle.fileno(), min(end + 1 - offset, 1 << 18), offset)
                 if not block:
                     return
-                left -= len(block)
+                offset += len(block)
                 yield block
 
     return StreamingResponse(chunks(), status_code=status, media_type=media_type, headers=headers)
@@ -274,18 +302,19 @@ def _query(body: SearchRequest, guard: SourceGuard) -> tuple[str | None, Any]:
 
 
 async def _save_uploads(request: Request, folder: Path) -> list[str]:
-    """Save the uploaded files of a multipart form under ``folder`` (safe names); their paths."""
+    """Save the uploaded files of a multipart form in a new folder of their own under ``folder``
+    (safe names, extensions kept), so that no upload ever overwrites another; their paths."""
     form = await request.form(max_files=10_000, max_fields=100)
     uploads = [v for _, v in form.multi_items() if hasattr(v, "filename") and hasattr(v, "file")]
     if not uploads:
         raise InputError("no files in the upload (send them as multipart form fields, e.g. files=@report.pdf)")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = folder / uuid.uuid4().hex
+    folder.mkdir(parents=True)
     saved: list[str] = []
     try:
         for upload in uploads:
             name = safe_filename(upload.filename or "")
-            target = folder / name
-            stem, suffix = os.path.splitext(name)
+            target, stem, suffix = folder / name, *os.path.splitext(name)
             n = 1
             while str(target) in saved:
                 target = folder / f"{stem}-{n}{suffix}"
@@ -297,13 +326,19 @@ async def _save_uploads(request: Request, folder: Path) -> list[str]:
     return saved
 
 
-def safe_filename(name: str) -> str:
-    """The base name of an uploaded file, reduced to safe characters (never empty, never hidden).
+def safe_filename(name: str, limit: int = 200) -> str:
+    """The base name of an uploaded file with only letters (any script), digits, '.', '_' and '-';
+    never empty, never hidden, at most ``limit`` UTF-8 bytes, the extension kept (the stem is cut).
 
     Example:
-        >>> safe_filename("../../etc/pass wd.txt")
-        'pass_wd.txt'
+        >>> safe_filename("../../etc/pass wd.txt"), safe_filename("отчёт.png")
+        ('pass_wd.txt', 'отчёт.png')
     """
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    base = _UNSAFE.sub("_", base).strip("._") or "upload"
-    return base[:200]
+    base = unicodedata.normalize("NFC", name.replace("\\", "/").rsplit("/", 1)[-1])
+    stem, suffix = os.path.splitext(base)
+    suffix = _UNSAFE.sub("_", suffix[1:]).strip("._")[:16]
+    suffix = "." + suffix if suffix else ""
+    stem = _UNSAFE.sub("_", stem).strip("._") or "upload"
+    while len((stem + suffix).encode("utf-8")) > limit:
+        stem = stem[:-1]
+    return stem + suffix

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from ..media.fetch import FetchPolicy
 from ..media.images import MediaLimits
 
 MiB = 1024 * 1024
+MIN_KEY_LENGTH = 12  # characters of an API key
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,14 @@ class ServerConfig:
         no_reranker: do not load a reranker (``/v1/rerank`` answers 503, search is vector-only).
         device, dtype: model placement (see ``Embedder``).
         host, port: where ``vlsearch serve`` binds.
-        api_keys: accepted keys (``Authorization: Bearer KEY`` or ``x-api-key``); empty: no auth.
+        api_keys: accepted keys (``Authorization: Bearer KEY`` or ``x-api-key``), at least
+            ``MIN_KEY_LENGTH`` characters each; empty: no auth.
+        allowed_hosts: ``Host`` header values (a name, or ``name:port``) accepted besides loopback
+            ones. Without an API key only these and loopback names are served, so that a web page
+            cannot reach the server through DNS rebinding.
+        read_timeout: seconds a client has to send its request headers, and the longest pause
+            while it sends a body (slow clients are disconnected).
+        max_connections: connections served at once; beyond, new requests get 503.
         collections_roots: directories whose files ``POST .../ingest {"paths": [...]}`` may read.
         home: where collections live (default ``$VLSEARCH_HOME``).
         data_dir: where uploads are saved (default ``<home>/server``), one folder per collection.
@@ -57,6 +66,9 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     api_keys: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    read_timeout: float = 30.0
+    max_connections: int = 256
     collections_roots: tuple[Path, ...] = ()
     home: Path | None = None
     data_dir: Path | None = None
@@ -79,6 +91,15 @@ class ServerConfig:
     served_model_name: str | None = None
     served_reranker_name: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        short = [k for k in self.api_keys if len(k) < MIN_KEY_LENGTH]
+        if short:
+            raise InputError(f"an API key must have at least {MIN_KEY_LENGTH} characters "
+                             f"({len(short)} key(s) shorter); generate one with: python -c "
+                             "'import secrets; print(secrets.token_urlsafe(24))'")
+        if self.read_timeout <= 0 or self.max_connections < 1:
+            raise InputError("read_timeout must be > 0 and max_connections >= 1")
 
     @property
     def url_inputs(self) -> bool:

@@ -1,11 +1,14 @@
-"""The gate every HTTP request passes: request id, API key, body-size caps, metrics, last-resort errors.
+"""The gate every HTTP request passes: request id, browser checks, API key, body caps and read
+timeout, metrics, last-resort errors.
 
 A plain ASGI middleware (no buffering): the body cap is checked from ``Content-Length``
-before anything is read, and again while the body streams in (chunked uploads).
+before anything is read, and again while the body streams in (chunked uploads); a client that
+pauses longer than the read timeout while sending its body is answered 408.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -14,7 +17,7 @@ from typing import Any, Awaitable, Callable
 
 from starlette.exceptions import HTTPException
 
-from .auth import KeyChecker, needs_key
+from .auth import KeyChecker, needs_key, refusal
 from .errors import classify, error_body
 from .metrics import Metrics, route_label
 
@@ -33,6 +36,13 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body larger than {limit} bytes")
 
 
+class ReadTimeout(HTTPException):
+    """The client paused longer than the read timeout while sending its body (408)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the request body stalled for more than {seconds:g} s")
+
+
 class Gate:
     """ASGI middleware; see the module docstring.
 
@@ -42,12 +52,16 @@ class Gate:
         metrics: where requests are counted and timed.
         max_body: cap of ordinary bodies; max_upload: cap of bodies to ``is_upload`` paths.
         is_upload: which paths take uploads.
+        allowed_hosts: ``Host`` values served besides loopback names (see ``auth.refusal``).
+        read_timeout: the longest pause while a body streams in, in seconds.
     """
 
     def __init__(self, app: Any, *, keys: KeyChecker, metrics: Metrics, max_body: int, max_upload: int,
-                 is_upload: Callable[[str], bool]) -> None:
+                 is_upload: Callable[[str], bool], allowed_hosts: frozenset[str] = frozenset(),
+                 read_timeout: float = 30.0) -> None:
         self.app, self.keys, self.metrics = app, keys, metrics
         self.max_body, self.max_upload, self.is_upload = max_body, max_upload, is_upload
+        self.allowed_hosts, self.read_timeout = allowed_hosts, read_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,6 +87,10 @@ class Gate:
     async def _handle(self, scope: Scope, receive: Receive, send: Send, request_id: str, state: dict) -> None:
         path = scope.get("path", "")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        refused = refusal(scope.get("method", "GET"), headers, self.keys.enabled, self.allowed_hosts)
+        if refused is not None:
+            await reply(send, 403, refused[1], "permission_error", refused[0], request_id)
+            return
         if self.keys.enabled and needs_key(path) and not self.keys.allowed(headers):
             await reply(send, 401, "missing or invalid API key (send 'Authorization: Bearer KEY' or 'x-api-key: KEY')",
                         "authentication_error", "invalid_api_key", request_id, {"www-authenticate": "Bearer"})
@@ -88,15 +106,23 @@ class Gate:
                 await reply(send, 413, f"request body larger than {limit} bytes (Content-Length {int(declared)})",
                             "invalid_request_error", "payload_too_large", request_id, {"connection": "close"})
                 return
-        seen = 0
+        seen, body_done = 0, False
 
         async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, body_done
+            if body_done:  # later receives wait for a disconnect (streamed answers): no timeout
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.read_timeout)
+            except asyncio.TimeoutError:
+                raise ReadTimeout(self.read_timeout) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     raise BodyTooLarge(limit)
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
             return message
 
         try:
@@ -106,8 +132,9 @@ class Gate:
                 log.exception("error after the response started (request %s)", request_id)
                 return
             if isinstance(exc, HTTPException):
-                await reply(send, exc.status_code, str(exc.detail), "invalid_request_error",
-                            "payload_too_large" if exc.status_code == 413 else "error", request_id)
+                code = {413: "payload_too_large", 408: "request_timeout"}.get(exc.status_code, "error")
+                await reply(send, exc.status_code, str(exc.detail), "invalid_request_error", code, request_id,
+                            {"connection": "close"} if exc.status_code in (408, 413) else None)
                 return
             known = classify(exc)
             if known is None:

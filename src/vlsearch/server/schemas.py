@@ -7,13 +7,31 @@ from __future__ import annotations
 
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 InputValue = Union[str, list[Any], dict[str, Any]]
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        """Refuse lone surrogates ("\\ud800" in JSON) anywhere in the body: no model can read them."""
+        stack = [data]
+        while stack:
+            value = stack.pop()
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError("text is not valid Unicode (a lone surrogate)") from None
+            elif isinstance(value, dict):
+                stack += [*value.keys(), *value.values()]
+            elif isinstance(value, list):
+                stack += value
+        return data
 
 
 class EmbeddingRequest(_Body):
@@ -26,7 +44,7 @@ class EmbeddingRequest(_Body):
     input: InputValue
     model: str | None = None
     encoding_format: Literal["float", "base64"] | None = None  # None: float
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: int | None = Field(default=None, ge=1, le=1 << 16)
     instruction: str | None = None
     user: str | None = None
 
@@ -36,7 +54,7 @@ class RerankRequest(_Body):
 
     query: InputValue
     documents: list[InputValue] = Field(min_length=1)
-    top_n: int | None = Field(default=None, ge=1)
+    top_n: int | None = Field(default=None, ge=1, le=1_000_000)
     return_documents: bool = False
     instruction: str | None = None
     model: str | None = None

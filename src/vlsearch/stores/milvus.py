@@ -14,8 +14,8 @@ Milvus collections:
 Milvus needs a vector field in every collection, so the last two carry a constant
 2-d placeholder vector. ``text`` longer than 65,535 UTF-8 bytes (Milvus' VARCHAR
 limit) is stored cut at that length; the vector is computed from the full text
-before it gets here. Filters are the SQL-like ones LanceDB takes, translated by
-:func:`translate_filter`.
+before it gets here. Filters are parsed by ``stores.filters`` and rendered as Milvus
+expressions.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 from vlsearch.errors import InputError, StoreError
 from vlsearch.locator import Locator
 from vlsearch.stores.base import FileEntry, Hit, Record, check_vector, checked_batch
+from vlsearch.stores.filters import parse
 
 VARCHAR_MAX = 65_535  # bytes
 MAX_K = 16_384  # Milvus' top-k limit
@@ -74,10 +75,9 @@ class MilvusStore:
 
     Example:
         >>> store = MilvusStore("/tmp/idx.db", dim=4)  # doctest: +SKIP
-        >>> store.add([Record(id="a", source="a.txt", content_hash="h", modality="text",
-        ...                   vector=np.ones(4, np.float32))])  # doctest: +SKIP
-        >>> store.search(np.ones(4, np.float32), k=1)[0].record.id  # doctest: +SKIP
-        'a'
+        >>> store.add([Record.of("a.txt", "h", Locator("text"), vector=np.ones(4, np.float32))])  # doctest: +SKIP
+        >>> store.search(np.ones(4, np.float32), k=1)[0].record.source  # doctest: +SKIP
+        'a.txt'
     """
 
     def __init__(self, uri: str, collection: str = "vlsearch", dim: int | None = None,
@@ -183,11 +183,11 @@ class MilvusStore:
 
     def search(self, vector: np.ndarray, k: int, where: str | None = None, exact: bool | None = None) -> list[Hit]:
         """The ``k`` nearest records by cosine similarity, best first, filtered by ``where``
-        (LanceDB's SQL-like syntax, see :func:`translate_filter`). ``exact=True`` asks the index
+        (``stores.filters``, rendered for Milvus). ``exact=True`` asks the index
         for a wide search (Milvus Lite searches exactly at any size)."""
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise InputError(f"k must be an int between 1 and {MAX_K}, got {k!r}")
-        expr = translate_filter(where) if where else ""
+        expr = parse(where, capped=False).milvus() if where else ""
         self._sync()
         if not self._has_records:
             return []
@@ -201,8 +201,8 @@ class MilvusStore:
             result = self._client.search(self.collection, [q.tolist()], limit=k, filter=expr,
                                          output_fields=list(_SCALARS), search_params=params)
         except MilvusException as e:
-            if where:
-                raise InputError(f"invalid filter {where!r}: {e.message}") from e
+            if where:  # a checked filter the engine still refused: no internals
+                raise InputError(f"invalid filter {where[:80]!r}: the store cannot apply it") from None
             raise StoreError(f"{self.where}: search failed: {e.message}") from e
         return [Hit(_to_record(hit["entity"]), float(hit["distance"])) for hit in result[0]]
 
@@ -389,83 +389,3 @@ def _in_exprs(field: str, values: Sequence[str]) -> Iterator[str]:
     items = list(dict.fromkeys(values))
     for i in range(0, len(items), _CHUNK):
         yield f"{field} in [{', '.join(_string(v) for v in items[i:i + _CHUNK])}]"
-
-
-# ---------------------------------------------------------------- filters
-_TOKEN = re.compile(r"""\s*(?:
-    (?P<str>'(?:[^']|'')*')
-  | (?P<num>-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|-?\.\d+(?:[eE][-+]?\d+)?)
-  | (?P<name>[A-Za-z_][A-Za-z0-9_]*|"[A-Za-z_][A-Za-z0-9_]*"|`[A-Za-z_][A-Za-z0-9_]*`)
-  | (?P<op><=|>=|<>|!=|==|=|<|>|\(|\)|,)
-  )""", re.VERBOSE)
-_KEYWORDS = {"and": "and", "or": "or", "not": "not", "like": "like", "in": "in", "is": "is", "null": "null",
-             "true": "true", "false": "false", "between": "between"}
-
-
-def translate_filter(where: str) -> str:
-    """Translate a LanceDB (SQL-like) filter into a Milvus boolean expression.
-
-    Supported: comparisons (``=`` → ``==``, ``<>``/``!=``, ``<``, ``<=``, ``>``, ``>=``), ``AND``,
-    ``OR``, ``NOT``, parentheses, ``LIKE`` (``%`` wildcards), ``IN (...)``/``NOT IN (...)`` →
-    ``in [...]``, ``IS [NOT] NULL``, ``x BETWEEN a AND b``, single-quoted strings (``''`` escapes a
-    quote), numbers, ``TRUE``/``FALSE`` and column names (bare, ``"quoted"`` or ```quoted```).
-    Anything else (functions, arithmetic, casts, ``NOT LIKE``) raises InputError; Milvus
-    checks the column names when the search runs.
-
-    Example:
-        >>> translate_filter("modality = 'pdf_page' AND page <= 3")
-        'modality == "pdf_page" and page <= 3'
-    """
-    tokens = _tokens(where)
-    out: list[str] = []
-    i, brackets = 0, []  # brackets: for each open "(", whether it began an IN list
-    while i < len(tokens):
-        kind, text = tokens[i]
-        low = text.lower()
-        if kind == "name" and low == "between":
-            if not (out and i + 3 < len(tokens) and tokens[i + 2][1].lower() == "and"
-                    and tokens[i + 1][0] in ("num", "str") and tokens[i + 3][0] in ("num", "str")):
-                raise InputError(f"invalid filter {where!r}: BETWEEN needs 'column BETWEEN value AND value'")
-            column = out.pop()
-            out.append(f"({column} >= {_literal(tokens[i + 1])} and {column} <= {_literal(tokens[i + 3])})")
-            i += 4
-            continue
-        if kind == "name" and low == "not" and i + 1 < len(tokens) and tokens[i + 1][1].lower() == "like":
-            raise InputError(f"invalid filter {where!r}: NOT LIKE is not supported on Milvus; use NOT (x LIKE ...)")
-        if kind == "name":
-            out.append(_KEYWORDS.get(low, text.strip('"`')))
-        elif kind in ("str", "num"):
-            out.append(_literal(tokens[i]))
-        elif text == "(":
-            is_list = bool(out) and out[-1] == "in"
-            brackets.append(is_list)
-            out.append("[" if is_list else "(")
-        elif text == ")":
-            if not brackets:
-                raise InputError(f"invalid filter {where!r}: unbalanced ')'")
-            out.append("]" if brackets.pop() else ")")
-        else:
-            out.append({"=": "==", "<>": "!="}.get(text, text))
-        i += 1
-    if brackets:
-        raise InputError(f"invalid filter {where!r}: unbalanced '('")
-    return re.sub(r"\s+([,\])])|([\[(])\s+", r"\1\2", " ".join(out))
-
-
-def _tokens(where: str) -> list[tuple[str, str]]:
-    tokens, pos, end = [], 0, len(where.rstrip())
-    while pos < end:
-        m = _TOKEN.match(where, pos)
-        if not m or m.end() == pos:
-            raise InputError(f"invalid filter {where!r}: cannot translate {where[pos:].strip()[:30]!r} for Milvus")
-        kind = m.lastgroup or ""
-        tokens.append((kind, m.group(kind)))
-        pos = m.end()
-    if not tokens:
-        raise InputError(f"invalid filter {where!r}: empty")
-    return tokens
-
-
-def _literal(token: tuple[str, str]) -> str:
-    kind, text = token
-    return _string(text[1:-1].replace("''", "'")) if kind == "str" else text
