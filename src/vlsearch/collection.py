@@ -26,7 +26,7 @@ from .ingest.extractors import piece_item
 from .ingest.writer import IndexReport, IndexWriter, ProgressCallback
 from .items import Item
 from .locator import Located, Locator
-from .models.contract import EmbedderLike, RerankerLike
+from .models.contract import QUERY_INSTRUCTION, EmbedderLike, RerankerLike
 from .models.loading import embedder_name, load_embedder, load_reranker, reranker_name
 from .stores import FileEntry, Hit, Record, VectorStore, open_store
 from .stores.filters import parse as parse_filter
@@ -34,7 +34,6 @@ from .version import __version__
 
 __all__ = ["Collection", "IndexReport", "Result", "QUERY_INSTRUCTION", "LAYOUT_FIELDS"]
 
-QUERY_INSTRUCTION = "Retrieve images, document pages, video clips or text passages relevant to the user's query."
 LAYOUT_FIELDS = ("max_pixels", "min_pixels", "segment_seconds", "video_fps", "video_max_frames", "video_max_pixels",
                  "chunk_chars", "chunk_overlap")
 
