@@ -366,6 +366,13 @@ class Collection:
         """The stored records with these ids (with vectors), in the order asked; unknown ids skipped."""
         return self.store.get(ids)
 
+    def model_input(self, record: Record) -> tuple[Item, str]:
+        """What the models see of a stored record: (item, note). The item is rebuilt from the source
+        (a PDF page rendered at the collection's pixel budget, an image, a video segment's frames)
+        when the source still holds what was indexed; else it is the thumbnail and the note says why
+        (``MediaError`` when there is no thumbnail either). A text record is its text."""
+        return self._item_of(record)
+
     def file_state(self, source: str) -> FileEntry | None:
         """What was indexed from ``source`` (content hash, size, time, done or failed), or None."""
         return self.store.files().get(source)
