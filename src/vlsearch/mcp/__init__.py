@@ -19,8 +19,10 @@ __all__ = ["create_mcp_server", "http_app", "run_stdio", "run_http"]
 
 
 def _server_module() -> Any:
+    import importlib
+
     try:
-        import mcp.server.mcpserver  # noqa: F401
+        importlib.import_module("mcp.server.mcpserver")  # the SDK, before our module imports it
     except ImportError as exc:
         raise MissingExtraError("mcp", "mcp") from exc
     from . import server
