@@ -12,6 +12,7 @@ from mcp.types import CallToolResult, ImageContent, TextContent
 from PIL import Image
 
 from ..collection import Result
+from ..ingest.extractors import to_rgb
 from ..locator import Located
 
 SNIPPET_CHARS = 600  # of a result's text, in search answers (get_item gives the whole text)
@@ -32,13 +33,9 @@ def jpeg(data: bytes) -> ImageContent:
 
 
 def image_jpeg(image: Image.Image, quality: int = 90) -> ImageContent:
-    """A PIL image as JPEG image content (RGBA composited on white)."""
-    if image.mode != "RGB":
-        background = Image.new("RGB", image.size, (255, 255, 255))
-        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
-        image = background
+    """A PIL image as JPEG image content (RGBA composited on white, as the models see it)."""
     buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
+    (image if image.mode == "RGB" else to_rgb(image)).save(buffer, "JPEG", quality=quality)
     return jpeg(buffer.getvalue())
 
 

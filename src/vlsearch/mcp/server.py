@@ -21,6 +21,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field, ValidationError
 
+from ..catalog import check_name
 from ..collection import Collection
 from ..errors import InputError, VlsearchError
 from ..items import Item
@@ -173,8 +174,6 @@ class Tools:
         with argument("paths"):
             request = _ingest_request(paths, include, exclude, prune, retry_failed)
         with argument("collection"):
-            from ..catalog import check_name
-
             check_name(collection)
         with argument("paths"):
             job = submit_paths(self.collections, self.jobs, collection, request)
