@@ -22,7 +22,8 @@ LAYERS: list[set[str]] = [
     {"ingest"},
     {"catalog"},
     {"collection", "remote"},
-    {"server", "eval"},
+    {"server", "eval", "integrations"},
+    {"mcp"},
     {"cli"},
     {"vlsearch"},  # the package root (public API) and __main__
 ]

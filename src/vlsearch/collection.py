@@ -27,7 +27,7 @@ from .ingest.ocr import resolve_engine
 from .ingest.writer import IndexReport, IndexWriter, ProgressCallback
 from .items import Item
 from .locator import Located, Locator
-from .models.contract import EmbedderLike, RerankerLike
+from .models.contract import QUERY_INSTRUCTION, EmbedderLike, RerankerLike
 from .models.loading import embedder_name, load_embedder, load_reranker, reranker_name
 from .stores import FileEntry, Hit, Record, VectorStore, open_store
 from .stores.filters import parse as parse_filter
@@ -35,7 +35,6 @@ from .version import __version__
 
 __all__ = ["Collection", "IndexReport", "Result", "QUERY_INSTRUCTION", "LAYOUT_FIELDS", "MODES", "fuse"]
 
-QUERY_INSTRUCTION = "Retrieve images, document pages, video clips or text passages relevant to the user's query."
 LAYOUT_FIELDS = ("max_pixels", "min_pixels", "segment_seconds", "video_fps", "video_max_frames", "video_max_pixels",
                  "chunk_chars", "chunk_overlap", "ocr", "ocr_engine", "ocr_lang", "ocr_video")
 #: what a layout recorded before a field existed means (collections of 0.1 had no OCR)
@@ -436,6 +435,13 @@ class Collection:
     def records(self, ids: Sequence[str]) -> list[Record]:
         """The stored records with these ids (with vectors), in the order asked; unknown ids skipped."""
         return self.store.get(ids)
+
+    def model_input(self, record: Record) -> tuple[Item, str]:
+        """What the models see of a stored record: (item, note). The item is rebuilt from the source
+        (a PDF page rendered at the collection's pixel budget, an image, a video segment's frames)
+        when the source still holds what was indexed; else it is the thumbnail and the note says why
+        (``MediaError`` when there is no thumbnail either). A text record is its text."""
+        return self._item_of(record)
 
     def file_state(self, source: str) -> FileEntry | None:
         """What was indexed from ``source`` (content hash, size, time, done or failed), or None."""
