@@ -27,3 +27,18 @@ def model_arguments(parser: argparse.ArgumentParser, reranker: bool = True) -> N
 
 def model_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"device": args.device, "dtype": args.dtype}
+
+
+def resident_arguments(parser: argparse.ArgumentParser) -> None:
+    """--server / --no-server: use a running vlsearch server (models stay loaded), or not."""
+    parser.add_argument("--server", metavar="URL",
+                        help="a running vlsearch server to use (default: $VLSEARCH_SERVER, else the one "
+                             "`vlsearch serve --detach` registered; key from $VLSEARCH_API_KEY); else in-process")
+    parser.add_argument("--no-server", action="store_true", help="work in-process, even when a server runs")
+
+
+def is_name(collection: str) -> bool:
+    """Whether a collection is given by name (a server knows it) rather than by path."""
+    import os
+
+    return os.sep not in collection and not collection.startswith(".")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import replace
+from pathlib import Path
 
-from .common import EXIT_OK, EXIT_PARTIAL, command, model_arguments, model_options
+from ..errors import Forbidden, ModelError, ServerUnreachable
+from .common import EXIT_OK, EXIT_PARTIAL, command, is_name, model_arguments, model_options, resident_arguments
+from .resident import Resident, find
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -34,15 +38,27 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--ocr", choices=["never", "auto", "always"],
                    help="read text from pixels: auto (default) reads PDF pages without a text layer and images, "
                         "always every PDF page too; recorded with the collection")
-    p.add_argument("--ocr-engine", choices=["rapidocr", "tesseract"], help="OCR engine (default rapidocr)")
+    p.add_argument("--ocr-engine", choices=["rapidocr", "tesseract"], help="OCR engine (default: tesseract when installed, else rapidocr)")
     p.add_argument("--ocr-lang", metavar="LANG", help="OCR language (tesseract: deu, fra ...)")
     p.add_argument("--ocr-video", action="store_true", help="also read one frame of each video segment")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
     model_arguments(p, reranker=False)
+    resident_arguments(p)
     p.set_defaults(run=run)
 
 
+#: options a server's ingestion job does not take: with any of them the command works in-process
+LOCAL_OPTIONS = ("store", "dim", "instruction", "segment_seconds", "chunk_chars", "max_pages", "ocr", "ocr_engine",
+                 "ocr_lang", "ocr_video", "ray", "model", "device")
+
+
 def run(args: argparse.Namespace) -> int:
+    if not args.no_server and is_name(args.collection) and not any(getattr(args, o) for o in LOCAL_OPTIONS):
+        server = find(args.server)
+        if server is not None:
+            status = _index_on_server(server, args)
+            if status is not None:
+                return status
     from ..collection import Collection
 
     collection = Collection(args.collection, model=args.model, dim=args.dim, instruction=args.instruction,
@@ -65,3 +81,32 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(report.summary(), file=sys.stderr)
     return EXIT_PARTIAL if report.failed else EXIT_OK
+
+
+def _index_on_server(server: Resident, args: argparse.Namespace) -> int | None:
+    """Index as a job of the server (its models stay loaded); None when it cannot (the caller goes
+    in-process): the server is not there, or may not read these paths."""
+    from ..models.remote import ApiClient
+
+    client = ApiClient(server.url, server.key, timeout=60)
+    body = {"paths": [str(Path(p).expanduser().resolve()) for p in args.paths], "include": args.include,
+            "exclude": args.exclude, "prune": args.prune, "retry_failed": args.retry_failed}
+    try:
+        job = client.call(f"collections/{args.collection}/ingest", body)
+    except ServerUnreachable as exc:
+        print(f"vlsearch: {exc}; indexing in-process", file=sys.stderr)
+        return None
+    except Forbidden as exc:
+        print(f"vlsearch: the server at {server.url} may not read these paths ({exc}); indexing in-process",
+              file=sys.stderr)
+        return None
+    while job.get("status") not in ("done", "failed"):
+        time.sleep(0.2)
+        job = client.call(f"jobs/{job.get('job_id') or job['id']}")
+    if job["status"] == "failed":
+        raise ModelError(f"the server's ingestion job failed: {job.get('error')}")
+    report = job["report"]
+    if not args.quiet:
+        print(report["summary"], file=sys.stderr)
+        print(f"vlsearch: indexed by the server at {server.url}", file=sys.stderr)
+    return EXIT_PARTIAL if report["failed"] else EXIT_OK

@@ -19,6 +19,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Serve /v1/embeddings (OpenAI), /v1/rerank (Cohere/Jina), /v1/collections, /health and "
                     "/metrics. The models load once at start-up; concurrent requests share model batches.")
     server_arguments(p, port=8000)
+    g = p.add_argument_group("resident server (search, index and eval use it)")
+    g.add_argument("--detach", action="store_true",
+                   help="run in the background on loopback with a fresh API key, registered for this $VLSEARCH_HOME "
+                        "(server.json, readable by you only; --collections-root defaults to your home directory)")
+    g.add_argument("--status", action="store_true", help="say whether the registered server runs")
+    g.add_argument("--stop", action="store_true", help="stop the registered server")
     p.set_defaults(run=run)
 
 
@@ -111,6 +117,18 @@ def server_config(args: argparse.Namespace, binds: bool = True) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import resident
+
+    if args.status:
+        return resident.status()
+    if args.stop:
+        return resident.stop()
+    if args.detach:
+        resident.check_loopback(args.host)
+        argv = [a for a in args.argv[1:] if a != "--detach"]
+        if not args.collections_root:
+            argv += ["--collections-root", str(Path.home())]
+        return resident.detach(argv, args.host, args.port)
     config = server_config(args)
     if isinstance(config, int):
         return config
