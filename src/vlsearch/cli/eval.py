@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from .common import command, model_arguments, model_options
+from .common import command, model_arguments, model_options, reranker_adapter_argument
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -34,6 +34,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
     model_arguments(p, reranker=False)
     p.add_argument("--reranker", help="reranking model (hub id or directory); none by default")
+    reranker_adapter_argument(p)
     p.set_defaults(run=run)
 
 
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         media_root=Path(args.media_root) if args.media_root else None,
         queries=Path(args.queries) if args.queries else None, qrels=Path(args.qrels) if args.qrels else None,
         language=args.language,
-        chunk_size=args.chunk_size, quiet=args.quiet, model_options=model_options(args))
+        chunk_size=args.chunk_size, quiet=args.quiet, model_options=model_options(args), adapter=args.adapter,
+        reranker_adapter=args.reranker_adapter)
     results = run_eval(args.tasks, options)
     if not args.quiet:
         print((Path(args.output) / "report.md").read_text(encoding="utf-8"))

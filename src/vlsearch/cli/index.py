@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from ..collection import Collection
 
     collection = Collection(args.collection, model=args.model, dim=args.dim, instruction=args.instruction,
-                            model_options=model_options(args), store=args.store)
+                            model_options=model_options(args), store=args.store, adapter=args.adapter)
     options = collection.extract_options()
     if args.segment_seconds:
         options = replace(options, segment_seconds=args.segment_seconds)

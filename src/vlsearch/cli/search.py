@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from ..collection import Collection
 
     collection = Collection(args.collection, model=args.model, reranker=args.reranker, create=False,
-                            model_options=model_options(args))
+                            model_options=model_options(args), adapter=args.adapter,
+                            reranker_adapter=args.reranker_adapter)
     results = collection.search(args.query, image=args.image, top_k=args.top_k, candidates=args.candidates,
                                 rerank=not args.no_rerank, where=args.where, instruction=args.instruction,
                                 like=args.like)
