@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"catalog"},
     {"collection", "remote"},
     {"server", "eval"},
+    {"tune"},  # uses the eval harness and collections
     {"cli"},
     {"vlsearch"},  # the package root (public API) and __main__
 ]
