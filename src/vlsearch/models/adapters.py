@@ -135,7 +135,7 @@ def merge_checkpoint(base: str | Path, adapter: str | Path, output: str | Path, 
     ``config.json`` records the fingerprint of base + adapter.
 
     Example:
-        >>> merge_checkpoint("Qwen/Qwen3-VL-Embedding-2B", "out/embedder-adapter", "out/embedder-merged")  # doctest: +SKIP
+        >>> merge_checkpoint("Qwen/Qwen3-VL-Embedding-2B", "tuned/embedder-adapter", "merged")  # doctest: +SKIP
     """
     import torch
     from safetensors import safe_open
