@@ -52,3 +52,11 @@ def http(server):
     """An HTTP client of the test module's own ``server`` fixture (a running vlsearch server)."""
     with server.client() as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def indexed(tmp_path_factory, embedder_path, embedder, reranker):
+    """A home with one collection, "docs": a text, an image, a two-page PDF and a video (``agent_corpus``)."""
+    from agent_corpus import build
+
+    return build(tmp_path_factory.mktemp("indexed"), embedder_path, embedder, reranker)

@@ -35,12 +35,19 @@ class Running:
 @contextmanager
 def serve(config: Any) -> Iterator[Running]:
     """``create_app(config)`` served on 127.0.0.1:<free port> until the block ends."""
+    from vlsearch.server import create_app
+
+    with serve_app(create_app(config), config) as running:
+        yield running
+
+
+@contextmanager
+def serve_app(app: Any, config: Any) -> Iterator[Running]:
+    """An ASGI app served as ``vlsearch serve`` serves, on 127.0.0.1:<free port>, until the block ends."""
     import uvicorn
 
-    from vlsearch.server import create_app
     from vlsearch.server.serving import uvicorn_config
 
-    app = create_app(config)
     # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets of a TCP-typed listener
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))

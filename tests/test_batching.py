@@ -97,7 +97,7 @@ def test_reranker_loads_head_from_untied_and_tied_checkpoints(reranker_path, emb
 def test_encoded_entry_points_equal_the_plain_calls(embedder, reranker, media):
     """What a server uses: encode each request apart, then run many together."""
     items = mixed_items(media)
-    encoded = [embedder.encode(item) for item in as_items(items)]
+    encoded = [embedder.encode_item(item) for item in as_items(items)]
     assert np.array_equal(embedder.embed_encoded(encoded, dim=16), embedder.embed(items, dim=16))
     pairs = reranker.encode_pairs("query text", items)
     assert reranker.score_encoded(pairs) == reranker.score("query text", items)

@@ -132,7 +132,7 @@ def test_many_short_texts_bit_for_bit(embedder, reranker):
 def test_padding_filled_with_garbage_changes_nothing(embedder, media):
     """Attention and the linear layers never read another row's tokens or a row's padding."""
     items = as_items(mixed_pool(media)[:6])
-    encoded = [embedder.encode(item) for item in items]
+    encoded = [embedder.encode_item(item) for item in items]
     lengths = [len(e) for e in encoded]
     assert len(set(lengths)) > 1
     clean = collate(encoded, embedder.pad_token_id, embedder.device)

@@ -22,8 +22,8 @@ LAYERS: list[set[str]] = [
     {"ingest"},
     {"catalog"},
     {"collection", "remote"},
-    {"server", "eval"},
-    {"tune"},  # uses the eval harness and collections
+    {"server", "eval", "integrations"},
+    {"mcp", "tune"},  # tune: the eval harness, collections and the models
     {"cli"},
     {"vlsearch"},  # the package root (public API) and __main__
 ]

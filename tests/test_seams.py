@@ -171,8 +171,11 @@ def test_no_parser_takes_abbreviations(capsys):
     parsers = list(_parsers(build_parser()))
     assert len(parsers) > 5 and all(not p.allow_abbrev for p in parsers)
     with pytest.raises(SystemExit) as exit_:
-        main(["search", "x", "--mode", "hybrid"])
-    assert exit_.value.code == 2 and "unrecognized arguments: --mode hybrid" in capsys.readouterr().err
+        main(["search", "x", "--candid", "5"])  # once taken for --candidates
+    assert exit_.value.code == 2 and "unrecognized arguments: --candid 5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["index", "docs", "--mod", "x"])  # --model or --mode? neither: spelled out only
+    assert "unrecognized arguments: --mod x" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["search", "x", "--coll", "docs"])
     assert "unrecognized arguments: --coll" in capsys.readouterr().err

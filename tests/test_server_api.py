@@ -50,7 +50,7 @@ def test_text_embeddings_equal_the_library(http, embedder):
 
 def test_usage_counts_the_encoded_tokens(http, embedder):
     body = http.post("/v1/embeddings", json={"input": TEXTS}).json()
-    assert body["usage"]["prompt_tokens"] == sum(len(embedder.encode(embedder_item(t))) for t in TEXTS)
+    assert body["usage"]["prompt_tokens"] == sum(len(embedder.encode_item(embedder_item(t))) for t in TEXTS)
     assert body["model"] == embedder.path.name  # a directory is shown by its name, not its server path
 
 

@@ -195,6 +195,27 @@ def test_search_shows_cards_scores_and_errors(page):
     assert not message.is_visible() and page.locator(".card").count() == 2
 
 
+def test_search_modes_and_highlighted_words(page):
+    """The mode selector reaches the server, and the query's words are marked in the snippets."""
+    page.select_option("#mode", "lexical")
+    page.uncheck("#rerank")
+    run_search(page, query="penguins glaciers")
+    cards = page.locator("#results .card")
+    assert cards.count() == 1 and cards.first.get_attribute("data-modality") == "text"
+    marks = page.locator("#results .card mark").all_text_contents()
+    assert {m.lower() for m in marks} == {"penguins", "glaciers"} and len(marks) >= 2
+    assert page.locator(".lexical-score").count() == 1 and page.locator(".vector-score").count() == 0
+    page.select_option("#mode", "dense")
+    run_search(page, query="penguins glaciers", top_k="20")
+    assert page.locator(".card").count() == 7 and page.locator(".lexical-score").count() == 0
+    page.select_option("#mode", "hybrid")
+    run_search(page, query="penguins glaciers", top_k="20")
+    assert page.locator(".card").count() == 7 and page.locator(".lexical-score").count() >= 1
+    page.evaluate("document.querySelector('#query').value = '<img src=x onerror=alert(1)> penguins'")
+    run_search(page, query="<img src=x onerror=alert(1)> penguins")
+    assert page.locator("#results .card img[src=x]").count() == 0  # the query is text, never markup
+
+
 def test_video_result_plays_from_its_start(page):
     run_search(page, query="a clip", where="modality = 'video' AND start >= 2", top_k="10")
     statuses: list[int] = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,33 +23,41 @@ from .errors import InputError, MediaError, StoreError, VlsearchError
 from .ingest import ExtractOptions, discover, extract_all
 from .ingest.discover import Found, content_hash
 from .ingest.extractors import piece_item
+from .ingest.ocr import resolve_engine
 from .ingest.writer import IndexReport, IndexWriter, ProgressCallback
 from .items import Item
 from .locator import Located, Locator
-from .models.contract import EmbedderLike, RerankerLike
+from .models.contract import QUERY_INSTRUCTION, EmbedderLike, RerankerLike
 from .models.loading import embedder_name, load_embedder, load_reranker, reranker_name
 from .stores import FileEntry, Hit, Record, VectorStore, open_store
 from .stores.filters import parse as parse_filter
 from .version import __version__
 
-__all__ = ["Collection", "IndexReport", "Result", "QUERY_INSTRUCTION", "LAYOUT_FIELDS"]
+__all__ = ["Collection", "IndexReport", "Result", "QUERY_INSTRUCTION", "LAYOUT_FIELDS", "MODES", "fuse"]
 
-QUERY_INSTRUCTION = "Retrieve images, document pages, video clips or text passages relevant to the user's query."
 LAYOUT_FIELDS = ("max_pixels", "min_pixels", "segment_seconds", "video_fps", "video_max_frames", "video_max_pixels",
-                 "chunk_chars", "chunk_overlap")
+                 "chunk_chars", "chunk_overlap", "ocr", "ocr_engine", "ocr_lang", "ocr_video")
+#: what a layout recorded before a field existed means (collections of 0.1 had no OCR)
+LEGACY_LAYOUT = {"ocr": "never", "ocr_engine": "rapidocr", "ocr_lang": None, "ocr_video": False}
+
+
+MODES = ("dense", "lexical", "hybrid")
+RRF_K = 60  # reciprocal-rank fusion: score = sum of weight / (RRF_K + rank)
 
 
 @dataclass
 class Result(Located):
     """One search result (``modality``, ``page``, ``start``, ``end`` read through to ``locator``).
 
-    ``score`` is the reranker's relevance in [0, 1] when reranked, else the cosine similarity.
+    ``score`` is the reranker's relevance in [0, 1] when reranked; else the cosine similarity
+    (dense), the BM25 score (lexical) or the reciprocal-rank fusion of both (hybrid).
+    ``vector_score`` and ``lexical_score`` are the item's scores in each ranking it appeared in.
     """
 
     rank: int
     id: str
     score: float
-    vector_score: float
+    vector_score: float | None
     rerank_score: float | None
     source: str
     locator: Locator
@@ -57,24 +65,42 @@ class Result(Located):
     thumbnail: bytes | None = field(default=None, repr=False)
     metadata: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    lexical_score: float | None = None
 
     @classmethod
-    def of(cls, hit: Hit) -> Result:
+    def of(cls, hit: Hit, lexical: bool = False) -> Result:
         r = hit.record
-        return cls(0, r.id, hit.score, hit.score, None, r.source, r.locator, r.text, r.thumbnail, r.metadata)
+        return cls(0, r.id, hit.score, None if lexical else hit.score, None, r.source, r.locator, r.text,
+                   r.thumbnail, r.metadata, lexical_score=hit.score if lexical else None)
 
     def to_dict(self, thumbnail: bool = False) -> dict[str, Any]:
         """The result as JSON: the locator's fields flattened (``modality``, ``page``, ``start``, ``end``);
         the thumbnail as a data URI when asked for, else None."""
         out = {"rank": self.rank, "id": self.id, "score": self.score, "vector_score": self.vector_score,
-               "rerank_score": self.rerank_score, "source": self.source, "modality": self.modality,
-               "page": self.page, "start": self.start, "end": self.end, "text": self.text, "thumbnail": None,
-               "metadata": self.metadata, "note": self.note}
+               "lexical_score": self.lexical_score, "rerank_score": self.rerank_score, "source": self.source,
+               "modality": self.modality, "page": self.page, "start": self.start, "end": self.end, "text": self.text,
+               "thumbnail": None, "metadata": self.metadata, "note": self.note}
         if thumbnail and self.thumbnail:
             import base64
 
             out["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(self.thumbnail).decode()
         return out
+
+
+def fuse(dense: Sequence[Hit], lexical: Sequence[Hit], weights: tuple[float, float] = (1.0, 1.0)) -> list[Result]:
+    """Reciprocal-rank fusion of a dense and a lexical ranking (k = 60), best first; each result keeps
+    its score in each ranking."""
+    fused: dict[str, Result] = {}
+    for weight, hits, is_lexical in ((weights[0], dense, False), (weights[1], lexical, True)):
+        for rank, hit in enumerate(hits, 1):
+            result = fused.get(hit.record.id)
+            if result is None:
+                result = fused[hit.record.id] = Result.of(hit, is_lexical)
+                result.score = 0.0
+            elif is_lexical:
+                result.lexical_score = hit.score
+            result.score += weight / (RRF_K + rank)
+    return sorted(fused.values(), key=lambda r: -r.score)
 
 
 class Collection:
@@ -135,6 +161,7 @@ class Collection:
         self._embedder: EmbedderLike | None = None
         self._reranker: RerankerLike | None = loaded_reranker
         self._given_embedder = loaded_embedder
+        self._has_text: bool | None = None  # whether any item has text (for the default search mode)
 
     # ---------------------------------------------------------------- models
 
@@ -181,10 +208,14 @@ class Collection:
 
     def extract_options(self, options: ExtractOptions | None = None) -> ExtractOptions:
         """The collection's extraction options: ``options`` if given (checked against the layout the
-        collection was built with), else the recorded layout, else the defaults."""
+        collection was built with), else the recorded layout, else the defaults. An ``auto`` OCR
+        engine becomes the recorded one, or for a new collection the one this machine has."""
         recorded = self.meta.get("layout")
+        recorded = {**LEGACY_LAYOUT, **recorded} if recorded else None
         if options is None:
-            return ExtractOptions(**recorded) if recorded else ExtractOptions()
+            options = ExtractOptions(**recorded) if recorded else ExtractOptions()
+        if options.ocr_engine == "auto":
+            options = replace(options, ocr_engine=recorded["ocr_engine"] if recorded else resolve_engine("auto"))
         if recorded and recorded != _layout(options):
             changed = {k: v for k, v in _layout(options).items() if recorded.get(k) != v}
             raise InputError(f"collection {self.name!r} was built with {({k: recorded.get(k) for k in changed})}; "
@@ -308,19 +339,24 @@ class Collection:
 
     def search(self, query: str | None = None, *, image: Any = None, top_k: int = 10, candidates: int = 50,
                rerank: bool = True, where: str | None = None, instruction: str | None = None,
-               like: str | None = None) -> list[Result]:
-        """Two-stage search: nearest neighbours by vector, then the reranker on the candidates.
+               like: str | None = None, mode: str | None = None,
+               weights: tuple[float, float] = (1.0, 1.0)) -> list[Result]:
+        """Two-stage search: candidates by vector and/or by words, then the reranker on them.
 
         Args:
             query: query text; ``image`` adds (or is) an image query.
             top_k: results returned.
-            candidates: neighbours fetched from the store and reranked.
-            rerank: False returns the vector ranking.
+            candidates: candidates fetched from the store (each ranking) and reranked.
+            rerank: False returns the first-stage ranking.
             where: filter on the records (``modality = 'pdf_page' AND page <= 3``,
                 ``text LIKE '%invoice%'``, ``source LIKE '%/reports/%'``; the grammar is in
                 ``stores.filters``: comparisons, AND/OR/NOT, IN, LIKE, BETWEEN, IS [NOT] NULL).
             instruction: query instruction (default: the collection's).
             like: the id of an item in the collection: find items like it.
+            mode: "dense" (vectors), "lexical" (BM25 over the items' text, OCR text and file
+                names) or "hybrid" (both, fused by reciprocal rank); default: hybrid when the
+                query has words and the collection has text, else dense.
+            weights: (dense, lexical) weights of the fusion.
         """
         if top_k < 1 or candidates < 1:
             raise InputError("top_k and candidates must be >= 1")
@@ -328,42 +364,68 @@ class Collection:
             parse_filter(where)  # checked with the caps for user filters (length, IN lists)
         if not self.meta.get("fingerprint"):
             raise StoreError(f"collection {self.name!r} is empty: index some files first")
-        if like is not None:
-            found = self.store.get([like])
-            if not found:
-                raise InputError(f"no item with id {like!r} in collection {self.name!r}")
-            vector, query_item = found[0].vector, self._item_of(found[0])[0]
+        liked = self._liked(like)
+        if liked is None and not query and image is None:
+            raise InputError("give a query text, an image, or an item id (like)")
+        words = (liked.text if liked is not None else query) or ""
+        mode = self._mode(mode, words)
+        depth = max(candidates, top_k) if rerank or mode == "hybrid" else top_k  # fusion wants deep lists
+        if liked is not None:
+            vector, query_item = liked.vector, self._item_of(liked)[0]
         else:
-            if not query and image is None:
-                raise InputError("give a query text, an image, or an item id (like)")
             query_item = Item(text=query or None, image=image, instruction=instruction or self.instruction)
-            vector = self.embedder.embed([query_item], dim=self.dim)[0]
-        depth = max(candidates, top_k) if rerank else top_k
-        hits = self.store.search(np.asarray(vector, np.float32), k=depth + (like is not None), where=where)
-        hits = [h for h in hits if h.record.id != like][:depth]
-        results = [Result.of(h) for h in hits]
+            vector = None if mode == "lexical" else self.embedder.embed([query_item], dim=self.dim)[0]
+        dense = [] if mode == "lexical" else self._without(
+            self.store.search(np.asarray(vector, np.float32), k=depth + (liked is not None), where=where), like)
+        lexical = [] if mode == "dense" else self._without(
+            self.store.lexical_search(words, k=depth + (liked is not None), where=where), like)
+        if mode == "hybrid":
+            results = fuse(dense[:depth], lexical[:depth], weights)[:depth]
+        else:
+            results = [Result.of(h, mode == "lexical") for h in (lexical if mode == "lexical" else dense)[:depth]]
         if rerank and results:
-            self._rerank(query_item, results, hits, instruction)
+            records = {h.record.id: h.record for h in (*dense, *lexical)}
+            self._rerank(query_item, results, [records[r.id] for r in results], instruction)
         for rank, result in enumerate(results[:top_k], 1):
             result.rank = rank
         return results[:top_k]
 
-    def _rerank(self, query: Item, results: list[Result], hits: list[Hit], instruction: str | None) -> None:
+    def _liked(self, like: str | None) -> Record | None:
+        if like is None:
+            return None
+        found = self.store.get([like])
+        if not found:
+            raise InputError(f"no item with id {like!r} in collection {self.name!r}")
+        return found[0]
+
+    @staticmethod
+    def _without(hits: list[Hit], like: str | None) -> list[Hit]:
+        return [h for h in hits if h.record.id != like]
+
+    def _mode(self, mode: str | None, words: str) -> str:
+        """The search mode asked for, or the default: hybrid when there are words to match and the
+        collection has text, else dense."""
+        if mode is not None:
+            if mode not in MODES:
+                raise InputError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+            if mode != "dense" and not any(c.isalnum() for c in words):
+                raise InputError(f"{mode} search needs a query with words (an image alone searches by vector)")
+            return mode
+        if not any(c.isalnum() for c in words):
+            return "dense"
+        if self._has_text is None:
+            self._has_text = self.store.count("text != ''") > 0
+        return "hybrid" if self._has_text else "dense"
+
+    def _rerank(self, query: Item, results: list[Result], records: list[Record], instruction: str | None) -> None:
         entries, checked = self.store.files(), {}  # one look-up per search, one check per source
-        docs, notes = zip(*(self._item_of(h.record, entries, checked) for h in hits))
+        docs, notes = zip(*(self._item_of(r, entries, checked) for r in records))
         query = Item(text=query.text, image=query.image, video=query.video, fps=query.fps)
         scores = self.reranker.score(query, list(docs), instruction=instruction)
         for result, score, note in zip(results, scores, notes):
             result.rerank_score = result.score = score
             result.note = note
-        results.sort(key=lambda r: (-r.score, -r.vector_score))
-
-    def model_input(self, record: Record, entries: dict[str, FileEntry] | None = None,
-                    checked: dict[str, str] | None = None) -> Item:
-        """The model input of a stored record (what was embedded), rebuilt from its source; its
-        thumbnail when the source is gone or has changed since indexing. ``entries`` (``store.files()``)
-        and ``checked`` (a dict, filled here) let many calls check each source once."""
-        return self._item_of(record, entries, checked)[0]
+        results.sort(key=lambda r: (-r.score, -(r.vector_score or 0.0), -(r.lexical_score or 0.0)))
 
     def _item_of(self, record: Record, entries: dict[str, FileEntry] | None = None,
                  checked: dict[str, str] | None = None) -> tuple[Item, str]:
@@ -389,6 +451,15 @@ class Collection:
     def records(self, ids: Sequence[str]) -> list[Record]:
         """The stored records with these ids (with vectors), in the order asked; unknown ids skipped."""
         return self.store.get(ids)
+
+    def model_input(self, record: Record, entries: dict[str, FileEntry] | None = None,
+                    checked: dict[str, str] | None = None) -> tuple[Item, str]:
+        """What the models see of a stored record: (item, note). The item is rebuilt from the source
+        (a PDF page rendered at the collection's pixel budget, an image, a video segment's frames)
+        when the source still holds what was indexed; else it is the thumbnail and the note says why
+        (``MediaError`` when there is no thumbnail either). A text record is its text. ``entries``
+        (``store.files()``) and ``checked`` (a dict, filled here) let many calls check each source once."""
+        return self._item_of(record, entries, checked)
 
     def file_state(self, source: str) -> FileEntry | None:
         """What was indexed from ``source`` (content hash, size, time, done or failed), or None."""

@@ -72,6 +72,15 @@ def in_context(where: str, err: VlsearchError) -> VlsearchError:
     return new
 
 
+def bare(err: VlsearchError) -> VlsearchError:
+    """A copy of ``err`` (same class) with its bare message (``reason``), without the name
+    ``in_context`` gave it; to name it anew, e.g. ``at_item(offset + err.item, bare(err))``."""
+    new = type(err).__new__(type(err))
+    Exception.__init__(new, getattr(err, "reason", str(err)))
+    new.__cause__ = err.__cause__
+    return new
+
+
 def at_item(index: int, err: VlsearchError) -> VlsearchError:
     """``err`` prefixed with "item {index}"; the index is kept in ``item``."""
     new = in_context(f"item {index}", err)

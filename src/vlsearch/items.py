@@ -7,6 +7,8 @@ with the same keys are accepted everywhere an ``Item`` is.
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
@@ -48,31 +50,63 @@ class Item:
 
     @classmethod
     def of(cls, value: ItemLike) -> Item:
-        """Turn an ``Item``, a dict with item keys or a plain string into an ``Item``."""
+        """Turn an ``Item``, a dict with item keys, a ``PIL.Image`` (an image) or a plain string (a text)
+        into an ``Item``.
+
+        A string is always text, as in the official wrappers, even when it names an image file;
+        the first such string earns a warning naming the ``{"image": path}`` form.
+        """
         if isinstance(value, Item):
             return value
         if isinstance(value, str):
+            _warn_if_image_path(value)
             return cls(text=value)
+        if isinstance(value, Image.Image):
+            return cls(image=value)
         if isinstance(value, Mapping):
             unknown = set(value) - set(ITEM_KEYS)
             if unknown:
                 raise InputError(f"unknown item keys {sorted(unknown)}; expected some of {list(ITEM_KEYS)}")
             return cls(**{k: v for k, v in value.items() if k != "metadata" or v is not None})
-        raise InputError(f"an item must be a dict, an Item or a string, not {type(value).__name__}")
+        raise InputError(f"an item must be a dict, an Item, a PIL image or a string, not {type(value).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
         """The non-empty fields as a dict (the official wrappers' input format)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) not in (None, {})}
 
 
-ItemLike = Union[Item, Mapping[str, Any], str]
+ItemLike = Union[Item, Mapping[str, Any], str, Image.Image]
+
+
+def is_single(value: Any) -> bool:
+    """Whether ``value`` is one item (a string, dict, ``Item`` or ``PIL.Image``) rather than a list of them."""
+    return isinstance(value, (str, Mapping, Item, Image.Image))
 
 
 def as_items(items: Iterable[ItemLike] | ItemLike) -> list[Item]:
-    """A list of ``Item`` from a list of dicts/Items/strings (or one of them); errors name the index."""
-    if isinstance(items, (str, Mapping, Item)):
+    """A list of ``Item`` from a list of dicts/Items/strings/PIL images (or one of them); errors name the index."""
+    if is_single(items):
         items = [items]
     return each_item(items, Item.of)
+
+
+_warned_image_path = False
+
+
+def _warn_if_image_path(text: str) -> None:
+    """Warn once per process when a text item is the path of an existing image file."""
+    global _warned_image_path
+    if _warned_image_path or len(text) > 4096 or "\n" in text or not text.strip().lower().endswith(IMAGE_EXTENSIONS):
+        return
+    try:
+        exists = os.path.isfile(os.path.expanduser(text.strip()))
+    except (OSError, ValueError):
+        return
+    if exists:
+        _warned_image_path = True
+        warnings.warn(f"the text item {text[:200]!r} names an image file but is embedded as text, as in the "
+                      f"official wrappers; to embed the image, pass {{\"image\": {text[:200]!r}}} "
+                      "(this warning is shown once)", UserWarning, stacklevel=4)
 
 
 def check_text(text: str, what: str = "text") -> str:

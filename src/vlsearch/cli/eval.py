@@ -19,6 +19,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--list", action="store_true", help="list the registered tasks and published averages, then exit")
     p.add_argument("--rerank-top", type=int, default=100, help="documents reranked per query (default 100)")
     p.add_argument("--dim", default=None, metavar="D[,D...]", help="Matryoshka dimensions (default: the model's)")
+    p.add_argument("--mode", default="dense", metavar="M[,M...]",
+                   help="first-stage modes: dense, lexical (BM25 over the documents' text), hybrid; comma-separated, "
+                        "each also reranked with --reranker (default dense)")
     p.add_argument("--precision", default="float32", metavar="P[,P...]",
                    help="float32, int8, ubinary, comma-separated (default float32)")
     p.add_argument("--output", "-o", default="eval-results", help="output directory (default ./eval-results)")
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         model=embedder_name(args.model),
         reranker=args.reranker, rerank_top=args.rerank_top, dims=_ints(args.dim),
         precisions=[p.strip() for p in args.precision.split(",") if p.strip()], depth=args.depth,
+        modes=[m.strip() for m in args.mode.split(",") if m.strip()],
         limit_queries=args.limit_queries, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         data_dir=Path(args.data_dir) if args.data_dir else None,
         media_root=Path(args.media_root) if args.media_root else None,

@@ -31,6 +31,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--segment-seconds", type=float, help="video segment length (default 30)")
     p.add_argument("--chunk-chars", type=int, help="text chunk size in characters (default 1500)")
     p.add_argument("--max-pages", type=int, help="refuse PDFs with more pages (default 10000)")
+    p.add_argument("--ocr", choices=["never", "auto", "always"],
+                   help="read text from pixels: auto (default) reads PDF pages without a text layer and images, "
+                        "always every PDF page too; recorded with the collection")
+    p.add_argument("--ocr-engine", choices=["rapidocr", "tesseract"], help="OCR engine (default rapidocr)")
+    p.add_argument("--ocr-lang", metavar="LANG", help="OCR language (tesseract: deu, fra ...)")
+    p.add_argument("--ocr-video", action="store_true", help="also read one frame of each video segment")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
     model_arguments(p, reranker=False)
     p.set_defaults(run=run)
@@ -48,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
         options = replace(options, chunk_chars=args.chunk_chars, chunk_overlap=min(200, args.chunk_chars // 5))
     if args.max_pages:
         options = replace(options, max_pages=args.max_pages)
+    ocr = {k: v for k, v in (("ocr", args.ocr), ("ocr_engine", args.ocr_engine), ("ocr_lang", args.ocr_lang),
+                             ("ocr_video", args.ocr_video or None)) if v is not None}
+    if ocr:
+        options = replace(options, **ocr)
     report = collection.add(args.paths, include=args.include, exclude=args.exclude, prune=args.prune,
                             workers=args.workers, options=options, progress=False if args.quiet else None,
                             retry_failed=args.retry_failed, engine="local" if args.ray is None else "ray",

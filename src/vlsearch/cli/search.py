@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from ..errors import InputError
+
 from .common import command, model_arguments, model_options
 
 
@@ -20,6 +22,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", "-k", type=int, default=10, help="results (default 10)")
     p.add_argument("--candidates", type=int, default=50, help="items reranked (default 50)")
     p.add_argument("--no-rerank", action="store_true", help="vector similarity only")
+    p.add_argument("--mode", choices=["dense", "lexical", "hybrid"],
+                   help="dense (vectors), lexical (BM25 over text, OCR text and file names) or hybrid (both, "
+                        "reciprocal-rank fusion); default: hybrid when the collection has text")
+    p.add_argument("--weights", metavar="D,L", help="dense and lexical weights of the hybrid fusion (default 1,1)")
     p.add_argument("--where", metavar="EXPR",
                    help="filter, e.g. \"modality = 'pdf_page'\" or \"text LIKE '%%invoice%%'\"")
     p.add_argument("--json", action="store_true", help="JSON output")
@@ -35,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
                             reranker_adapter=args.reranker_adapter)
     results = collection.search(args.query, image=args.image, top_k=args.top_k, candidates=args.candidates,
                                 rerank=not args.no_rerank, where=args.where, instruction=args.instruction,
-                                like=args.like)
+                                like=args.like, mode=args.mode, weights=_weights(args.weights))
     if args.json:
         json.dump([r.to_dict() for r in results], sys.stdout, indent=2)
         print()
@@ -46,10 +52,21 @@ def run(args: argparse.Namespace) -> int:
         where = f"p.{r.page}" if r.page is not None else (
             f"{_clock(r.start)}-{_clock(r.end)}" if r.start is not None else "")
         snippet = " ".join(r.text.split())[:100]
-        scores = f"{r.score:.3f}" + (f" (vector {r.vector_score:.3f})" if r.rerank_score is not None else "")
+        scores = f"{r.score:.3f}" + "".join(f" ({name} {value:.3f})" for name, value in (
+            ("vector", r.vector_score), ("bm25", r.lexical_score)) if value is not None and value != r.score)
         print(f"{r.rank:>3}  {scores}  {r.source} {where}".rstrip())
         print(f"     {r.modality} {r.id}" + (f"  {snippet}" if snippet else "") + (f"  [{r.note}]" if r.note else ""))
     return 0
+
+
+def _weights(text: str | None) -> tuple[float, float]:
+    if not text:
+        return 1.0, 1.0
+    try:
+        dense, lexical = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--weights takes two numbers, dense and lexical, as D,L; not {text!r}") from None
+    return dense, lexical
 
 
 def _clock(seconds: float | None) -> str:

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from .common import EXIT_USAGE, command, model_arguments
 
@@ -17,8 +18,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         commands, "serve", help="run the HTTP server (OpenAI embeddings, Cohere/Jina rerank, collections)",
         description="Serve /v1/embeddings (OpenAI), /v1/rerank (Cohere/Jina), /v1/collections, /health and "
                     "/metrics. The models load once at start-up; concurrent requests share model batches.")
+    server_arguments(p, port=8000)
+    p.set_defaults(run=run)
+
+
+def server_arguments(p: argparse.ArgumentParser, port: int) -> None:
+    """The options of a server (``serve`` and ``mcp``): bind, models, keys, roots, batching, clients, limits."""
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs a key)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=int, default=port, help=f"port (default {port})")
     model_arguments(p)
     p.add_argument("--no-reranker", action="store_true", help="load no reranker (/v1/rerank answers 503)")
     p.add_argument("--api-key", action="append", default=[], metavar="KEY",
@@ -60,7 +67,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     g.add_argument("--max-video-frames", type=int, default=216_000, help="most frames in a video (default 216000)")
     g.add_argument("--fetch-timeout", type=float, default=20.0, help="URL fetch timeout in seconds (default 20)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    p.set_defaults(run=run)
 
 
 def api_keys(args: argparse.Namespace) -> tuple[str, ...]:
@@ -69,11 +75,13 @@ def api_keys(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*(k.strip() for k in args.api_key if k.strip()), *env]))
 
 
-def run(args: argparse.Namespace) -> int:
+def server_config(args: argparse.Namespace, binds: bool = True) -> Any:
+    """The ``ServerConfig`` of the options, or an exit status after printing why not: a public bind
+    without an API key (when the server ``binds`` a port), a ``--collections-root`` that is no directory."""
     from ..server.config import ServerConfig, is_loopback
 
     keys = api_keys(args)
-    if not is_loopback(args.host) and not keys:
+    if binds and not is_loopback(args.host) and not keys:
         print(f"vlsearch: error: refusing to bind {args.host} without an API key: anyone who can reach it could "
               "use the models and read the collections. Give --api-key KEY (or $VLSEARCH_API_KEY), or bind "
               "127.0.0.1", file=sys.stderr)
@@ -82,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
         if not Path(root).expanduser().is_dir():
             print(f"vlsearch: error: --collections-root {root}: not a directory", file=sys.stderr)
             return EXIT_USAGE
-    config = ServerConfig(
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(max(1, args.torch_threads))
+    return ServerConfig(
         model=args.model, reranker=args.reranker, no_reranker=args.no_reranker, adapter=args.adapter,
         reranker_adapter=args.reranker_adapter, device=args.device,
         dtype=args.dtype, host=args.host, port=args.port, api_keys=keys,
@@ -97,12 +109,13 @@ def run(args: argparse.Namespace) -> int:
         max_video_frames=args.max_video_frames, ingest_workers=args.ingest_workers,
         served_model_name=args.served_model_name, served_reranker_name=args.served_reranker_name,
         allowed_hosts=tuple(args.allow_host), read_timeout=args.read_timeout, max_connections=args.max_connections)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = server_config(args)
+    if isinstance(config, int):
+        return config
     from ..server import create_app
-
-    if args.torch_threads:
-        import torch
-
-        torch.set_num_threads(max(1, args.torch_threads))
 
     try:
         import uvicorn
@@ -113,11 +126,11 @@ def run(args: argparse.Namespace) -> int:
     from ..server.serving import uvicorn_config
 
     app = create_app(config)
-    print(f"vlsearch: serving on http://{_netloc(args.host)}:{args.port} "
-          f"(API key {'required' if keys else 'not required'})", file=sys.stderr)
+    print(f"vlsearch: serving on http://{netloc(args.host)}:{args.port} "
+          f"(API key {'required' if config.api_keys else 'not required'})", file=sys.stderr)
     uvicorn.Server(uvicorn_config(app, config, host=args.host, port=args.port, log_level=args.log_level)).run()
     return 0
 
 
-def _netloc(host: str) -> str:
+def netloc(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host

@@ -77,8 +77,8 @@ def new_results(version: str, options: Any, embedder: Any, reranker: Any, settin
         "reranker_fingerprint": getattr(reranker, "fingerprint", None) if reranker is not None else None,
         "rerank_top": options.rerank_top if reranker is not None else None, "depth": options.depth,
         "limit_queries": options.limit_queries,
-        "settings": [{"name": s.name, "dim": s.dim, "precision": s.precision, "bytes_per_vector": s.bytes_per_vector}
-                     for s in settings],
+        "settings": [{"name": s.name, "mode": s.mode, "dim": s.dim, "precision": s.precision,
+                      "bytes_per_vector": s.bytes_per_vector} for s in settings],
         "tasks": {}, "aggregates": [],
     }
 
@@ -107,7 +107,8 @@ def add_run(output: Path, entry: dict[str, Any], task: RetrievalTask, setting: A
     write_run(output / rel, run, config)
     if not (output / task.name / "qrels.txt").is_file():
         write_qrels(output / task.name / "qrels.txt", task.qrels)
-    entry["runs"][config] = {"dim": setting.dim, "precision": setting.precision, "reranked": reranked,
+    entry["runs"][config] = {"mode": setting.mode, "dim": setting.dim, "precision": setting.precision,
+                             "reranked": reranked,
                              "bytes_per_vector": setting.bytes_per_vector, "metrics": values, "run": rel.as_posix()}
 
 

@@ -46,17 +46,23 @@ PRECISIONS = ("float32", "int8", "ubinary")
 
 @dataclass(frozen=True)
 class Setting:
-    """One first-stage configuration: Matryoshka dimension and precision."""
+    """One first-stage configuration: Matryoshka dimension, precision and search mode (lexical
+    search uses neither dimension nor precision: one lexical setting per task)."""
 
     dim: int
     precision: str
+    mode: str = "dense"
 
     @property
     def name(self) -> str:
-        return f"d{self.dim}-{self.precision}"
+        if self.mode == "lexical":
+            return "lexical"
+        return f"d{self.dim}-{self.precision}" + ("-hybrid" if self.mode == "hybrid" else "")
 
     @property
     def bytes_per_vector(self) -> int:
+        if self.mode == "lexical":
+            return 0
         return {"float32": 4 * self.dim, "int8": self.dim, "ubinary": math.ceil(self.dim / 8)}[self.precision]
 
     def vectors(self, full: np.ndarray) -> np.ndarray:
@@ -188,20 +194,33 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _text(value: Any) -> str:
+    """The text of a corpus or query item (images given as callables have none)."""
+    if callable(value) or not isinstance(value, dict):
+        return value if isinstance(value, str) else ""
+    text = value.get("text") or ""
+    return " ".join(text) if isinstance(text, list) else str(text)
+
+
 def first_stage(task: RetrievalTask, doc_ids: Sequence[str], doc_vectors: np.ndarray, query_ids: Sequence[str],
                 query_vectors: np.ndarray, setting: Setting, depth: int, workdir: Path,
                 progress: bool = False) -> dict[str, dict[str, float]]:
-    """Rank every query with the store's exact search (LanceDB) over this setting's vectors."""
+    """Rank every query with the store (LanceDB) in this setting's mode: exact vector search over its
+    vectors, BM25 over the documents' text (the store's own full-text search), or both fused by
+    reciprocal rank as ``Collection.search`` does."""
     from tqdm.auto import tqdm
 
+    from ..collection import fuse
     from ..locator import Locator
     from ..stores import Record, open_store
 
     store = open_store(str(workdir / setting.name), dim=setting.dim)
     docs, queries = setting.vectors(doc_vectors), setting.vectors(query_vectors)
     for start in range(0, len(doc_ids), 2000):
-        store.add([Record(id=d, source=d, content_hash="", locator=Locator(modality(task.corpus[d])), vector=docs[i])
+        store.add([Record(id=d, source=d, content_hash="", locator=Locator(modality(task.corpus[d])),
+                          text=_text(task.corpus[d]) if setting.mode != "dense" else "", vector=docs[i])
                    for i, d in enumerate(doc_ids[start:start + 2000], start)])
+    store.optimize()
     run: dict[str, dict[str, float]] = {}
     for i, qid in enumerate(tqdm(query_ids, desc=f"{task.name} {setting.name}", unit="query", disable=not progress,
                                  dynamic_ncols=True, leave=False)):
@@ -209,7 +228,13 @@ def first_stage(task: RetrievalTask, doc_ids: Sequence[str], doc_vectors: np.nda
         if task.candidates is not None:
             allowed = task.candidates[qid]
             where, k = f"id IN ({', '.join(_quote(d) for d in allowed)})", len(allowed)
-        run[qid] = {hit.record.id: hit.score for hit in store.search(queries[i], k=k, where=where, exact=True)}
+        words = _text(task.queries[qid]) if setting.mode != "dense" else ""
+        dense = [] if setting.mode == "lexical" else store.search(queries[i], k=k, where=where, exact=True)
+        lexical = store.lexical_search(words, k=k, where=where) if setting.mode != "dense" and \
+            any(c.isalnum() for c in words) else []
+        hits = fuse(dense, lexical) if setting.mode == "hybrid" else None
+        run[qid] = ({r.id: r.score for r in hits} if hits is not None else
+                    {hit.record.id: hit.score for hit in (lexical if setting.mode == "lexical" else dense)})
     return run
 
 
@@ -256,6 +281,7 @@ class EvalOptions:
     queries: Path | None = None
     qrels: Path | None = None
     language: str | None = None
+    modes: Sequence[str] = ("dense",)
     metrics: Sequence[str] = DEFAULT_METRICS
     chunk_size: int = 256
     progress: bool | None = None
@@ -299,7 +325,12 @@ def run_eval(tasks: Sequence[str | RetrievalTask], options: EvalOptions, *, embe
     for d in dims:
         if not 1 <= d <= embedder.dim:
             raise InputError(f"dim must be between 1 and {embedder.dim}, not {d}")
-    settings = [Setting(d, p) for d in dims for p in options.precisions]
+    bad = [m for m in options.modes if m not in ("dense", "lexical", "hybrid")]
+    if bad:
+        raise InputError(f"mode must be one of dense, lexical, hybrid, not {bad[0]!r}")
+    settings = [Setting(d, p, m) for m in options.modes if m != "lexical" for d in dims for p in options.precisions]
+    if "lexical" in options.modes:
+        settings.append(Setting(embedder.dim, "float32", "lexical"))
     if options.reranker and reranker is None:
         log(f"loading {options.reranker}")
         reranker = load_reranker(options.reranker, **_with_adapter(options.model_options, options.reranker_adapter))

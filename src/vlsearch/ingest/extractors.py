@@ -31,6 +31,7 @@ from ..media.images import MediaLimits, describe, load_image, read_source
 from ..media.pdf import PdfPage, page_count, render_pages
 from ..media.video import VideoInfo, probe
 from .discover import Kind
+from .ocr import ENGINES, OCR_MODES, read_text, usable_text_layer
 from .text import chunk_text, html_to_text
 from .video_frames import Segment, decode_segments
 
@@ -92,6 +93,13 @@ class ExtractOptions:
         chunk_overlap: characters shared by consecutive chunks.
         pages_per_part: PDF pages extracted by one part (one worker task).
         segments_per_part: video segments extracted by one part.
+        ocr: "never", "auto" (PDF pages without a usable text layer, and images) or "always" (every
+            PDF page too); the text read is the item's searchable text, its words and boxes go in
+            ``metadata["ocr"]``.
+        ocr_engine: "tesseract" (the Debian program), "rapidocr" (models inside the package) or
+            "auto" (tesseract when installed, else rapidocr; a collection records the one used).
+        ocr_lang: the engine's language code (tesseract: "deu", "fra" ...); None: its default.
+        ocr_video: also read the middle frame of each video segment.
         limits: file-size, image-pixel and video-length caps.
 
     Example:
@@ -109,6 +117,10 @@ class ExtractOptions:
     chunk_overlap: int = 200
     pages_per_part: int = 8
     segments_per_part: int = 1
+    ocr: str = "auto"
+    ocr_engine: str = "auto"
+    ocr_lang: str | None = None
+    ocr_video: bool = False
     limits: MediaLimits = field(default_factory=MediaLimits)
 
     def __post_init__(self) -> None:
@@ -121,7 +133,9 @@ class ExtractOptions:
                   (self.chunk_chars >= 1, "chunk_chars must be >= 1"),
                   (0 <= self.chunk_overlap < self.chunk_chars, "need 0 <= chunk_overlap < chunk_chars"),
                   (self.pages_per_part >= 1, "pages_per_part must be >= 1"),
-                  (self.segments_per_part >= 1, "segments_per_part must be >= 1")]
+                  (self.segments_per_part >= 1, "segments_per_part must be >= 1"),
+                  (self.ocr in OCR_MODES, f"ocr must be one of {', '.join(OCR_MODES)}, not {self.ocr!r}"),
+                  (self.ocr_engine in ("auto", *ENGINES), f"ocr_engine must be auto, {', '.join(ENGINES)}")]
         for ok, message in checks:
             if not ok:
                 raise InputError(f"ExtractOptions: {message}")
@@ -339,19 +353,30 @@ def _plan_pdf(path: str, kind: Kind, digest: str, o: ExtractOptions) -> list[Par
 def _pdf_part(part: Part, o: ExtractOptions) -> Iterator[Piece]:
     for page in render_pages(part.path, max_pixels=o.max_pixels, min_pixels=o.min_pixels, max_pages=o.max_pages,
                              limits=o.limits, first=part.first, last=part.stop - 1):
-        yield _pdf_piece(part.path, part.content_hash, page)
+        yield _pdf_piece(part.path, part.content_hash, page, o)
 
 
-def _pdf_piece(path: str, digest: str, page: PdfPage) -> Piece:
-    return _piece(path, digest, Locator("pdf_page", page=page.number), item=Item(image=page.image), text=page.text,
-                  thumbnail=thumbnail_jpeg(page.image), page_count=page.count,
+def _ocr(image: Image.Image, o: ExtractOptions, wanted: bool) -> tuple[str, dict[str, Any]]:
+    """(text, metadata) read from ``image`` when OCR is wanted, else nothing."""
+    if not wanted:
+        return "", {}
+    return read_text(image, o.ocr_engine, o.ocr_lang)
+
+
+def _pdf_piece(path: str, digest: str, page: PdfPage, o: ExtractOptions) -> Piece:
+    layer = page.text if usable_text_layer(page.text) else ""
+    read, found = _ocr(page.image, o, o.ocr == "always" or (o.ocr == "auto" and not layer))
+    text = "\n".join(t for t in (layer or page.text.strip(), read) if t)
+    return _piece(path, digest, Locator("pdf_page", page=page.number), item=Item(image=page.image), text=text,
+                  thumbnail=thumbnail_jpeg(page.image), **found, page_count=page.count,
                   width=page.image.width, height=page.image.height, scale=page.scale)
 
 
 def _image_part(part: Part, o: ExtractOptions) -> Iterator[Piece]:
     loaded = load_image(part.path, o.limits)  # size and decompression-bomb checks, first frame of animations
     image = to_rgb(loaded)
-    yield _piece(part.path, part.content_hash, Locator("image"), item=Item(image=image),
+    text, found = _ocr(image, o, o.ocr != "never")
+    yield _piece(part.path, part.content_hash, Locator("image"), item=Item(image=image), text=text, **found,
                  thumbnail=thumbnail_jpeg(image), width=image.width, height=image.height, format=loaded.format,
                  mode=loaded.mode, frames=getattr(loaded, "n_frames", 1))
 
@@ -409,10 +434,11 @@ def _video_part(part: Part, o: ExtractOptions) -> Iterator[Piece]:
     decoded = decode_segments(part.path, list(part.segments), info.fps, origin=info.first_pts,
                               max_pixels=o.video_max_pixels, limits=o.limits)
     for number, (segment, frames) in enumerate(decoded, part.first):
-        start, end = segment.start, segment.end
+        start, end, middle = segment.start, segment.end, frames[len(frames) // 2]
+        text, found = _ocr(middle, o, o.ocr_video and o.ocr != "never")
         yield _piece(part.path, part.content_hash, Locator("video", start=start, end=end),
-                     item=Item(video=frames, fps=segment.fps),
-                     thumbnail=thumbnail_jpeg(frames[len(frames) // 2]), segment=number, segments=part.total,
+                     item=Item(video=frames, fps=segment.fps), text=text, **found,
+                     thumbnail=thumbnail_jpeg(middle), segment=number, segments=part.total,
                      sample_fps=segment.fps, source_fps=info.fps, duration=info.seconds, width=info.width,
                      height=info.height, frame_times=[round(i / info.fps, 3) for i in segment.indices])
 

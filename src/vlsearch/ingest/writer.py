@@ -52,6 +52,7 @@ class IndexReport:
     items: int = 0
     pruned: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    no_ocr: list[tuple[str, str]] = field(default_factory=list)  # (item, why its OCR text is missing)
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -63,6 +64,9 @@ class IndexReport:
             lines.append(f"  {self.failed_before} unchanged files failed before and were not retried "
                          "(vlsearch info lists them; retry_failed / --retry-failed tries again)")
         lines += [f"  failed: {source}: {reason}" for source, reason in self.failed]
+        if self.no_ocr:
+            lines.append(f"  {len(self.no_ocr)} items embedded without OCR text, e.g.:")
+            lines += [f"    {item}: {reason}" for item, reason in self.no_ocr[:5]]
         return "\n".join(lines)
 
 
@@ -186,6 +190,7 @@ class IndexWriter:
             return
         self.records.setdefault(source, [])
         self.pending += pieces
+        self._note_ocr(pieces)
         self.pending_bytes += sum(pixel_bytes(p.item) for p in pieces)
         if len(self.pending) >= self.batch_items or (self.batch_bytes is not None
                                                      and self.pending_bytes >= self.batch_bytes):
@@ -195,6 +200,7 @@ class IndexWriter:
         if source not in self.dead:
             self.records.setdefault(source, []).extend(records)
             self.report.items += len(records)
+            self._note_ocr(records)
 
     def complete(self, found: Found, digest: str) -> None:
         source = str(found.path)
@@ -218,6 +224,11 @@ class IndexWriter:
         self.marks.append(FileEntry(source, digest, 0, "failed", reason, mtime, size))
         if self._bar is not None:
             self._advance(1)
+
+    def _note_ocr(self, items: Sequence[Piece] | Sequence[Record]) -> None:
+        """Report the items whose OCR failed (they are embedded all the same)."""
+        self.report.no_ocr += [(f"{i.source} ({i.locator.label})", i.metadata["ocr_error"])
+                               for i in items if "ocr_error" in i.metadata]
 
     def unchanged(self, entry: FileEntry) -> None:
         """A file whose content did not change: refresh its recorded size and time."""

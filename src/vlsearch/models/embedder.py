@@ -38,15 +38,16 @@ class Embedder(Qwen3VLBase, EmbedderBase):
         """Full embedding dimension (2048 for the 2B model, 4096 for the 8B)."""
         return self.hidden_size
 
-    def encode(self, item: Item, instruction: str | None = None) -> Encoded:
-        """Tokenise one item with its pixels (the embedder's prompt)."""
+    def encode_item(self, item: Item, instruction: str | None = None) -> Encoded:
+        """Tokenise one item with its pixels (the embedder's prompt). ``encode`` is sentence-transformers'
+        call (vectors), in ``EmbedderBase``."""
         system = normalise_instruction(item.instruction or instruction) or self.instruction
         parts = load_item(item, self.budget, self.limits)
         return encode_conversation(self.processor, system, parts, self.budget.max_length)
 
     def _unit_vectors(self, items: list[Item], instruction: str | None, progress: bool | None) -> np.ndarray:
         """Length-sorted batches, preprocessing ahead of the model on the pool."""
-        return np.stack(self._run(len(items), lambda i: self.encode(items[i], instruction), _unit_rows,
+        return np.stack(self._run(len(items), lambda i: self.encode_item(items[i], instruction), _unit_rows,
                                   progress, "item"))
 
     def embed_encoded(self, encoded: Sequence[Encoded], *, dim: int | None = None,

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import InputError, ModelError, VlsearchError, each_item, in_context
+from ..errors import CollectionNotFound, InputError, ModelError, StoreError, VlsearchError, each_item, in_context
 from ..items import Item, split_videos
 from ..media.images import MediaLimits
 from ..wire import content_parts, is_text
@@ -37,8 +37,10 @@ Api = Literal["auto", "vlsearch", "vllm", "openai"]
 APIS = ("auto", "vlsearch", "vllm", "openai")
 
 
-class _Client:
-    """JSON over HTTP with an optional bearer key; errors become vlsearch errors."""
+class ApiClient:
+    """JSON over a vlsearch (or OpenAI/Cohere-compatible) server's ``/v1`` API with an optional bearer key;
+    errors become vlsearch errors (400/413/422: ``InputError``; 404 of a collection: ``CollectionNotFound``;
+    409: ``StoreError``; else ``ModelError``)."""
 
     def __init__(self, url: str, api_key: str | None, timeout: float) -> None:
         if not url.startswith(("http://", "https://")):
@@ -78,8 +80,9 @@ class _Client:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
-            message = _error_message(exc.read())
-            kind = InputError if exc.code in (400, 413, 422) else ModelError
+            message, code = _error_message(exc.read())
+            kind = (InputError if exc.code in (400, 413, 422) else CollectionNotFound if code == "collection_not_found"
+                    else StoreError if exc.code == 409 else ModelError)
             raise kind(f"{url}: HTTP {exc.code}: {message}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             raise ModelError(f"{url}: cannot reach the model server ({getattr(exc, 'reason', exc)})") from None
@@ -87,13 +90,16 @@ class _Client:
             raise ModelError(f"{url}: the answer is not JSON") from None
 
 
-def _error_message(raw: bytes) -> str:
+def _error_message(raw: bytes) -> tuple[str, str | None]:
+    """The message and the code of an error answer."""
     try:
         body = json.loads(raw)
         error = body.get("error", body)
-        return str(error.get("message", error) if isinstance(error, dict) else error)[:500]
+        if isinstance(error, dict):
+            return str(error.get("message", error))[:500], error.get("code")
+        return str(error)[:500], None
     except (ValueError, AttributeError):
-        return raw[:200].decode(errors="replace")
+        return raw[:200].decode(errors="replace"), None
 
 
 def _check_vllm(item: Item) -> None:
@@ -136,7 +142,7 @@ class RemoteEmbedder(EmbedderBase):
     def __init__(self, url: str, *, model: str | None = None, api_key: str | None = None,
                  instruction: str | None = None, timeout: float = 300.0, batch_size: int = 32,
                  limits: MediaLimits | None = None, api: Api = "auto") -> None:
-        self.client = _Client(url, api_key, timeout)
+        self.client = ApiClient(url, api_key, timeout)
         self.model_id, self.instruction, self.batch_size = model, instruction, batch_size
         self.limits = limits or MediaLimits()
         self._info: dict[str, Any] | None = None
@@ -241,7 +247,7 @@ class RemoteReranker(RerankerBase):
     def __init__(self, url: str, *, model: str | None = None, api_key: str | None = None,
                  timeout: float = 300.0, batch_size: int = 64, limits: MediaLimits | None = None,
                  api: Api = "auto") -> None:
-        self.client = _Client(url, api_key, timeout)
+        self.client = ApiClient(url, api_key, timeout)
         self.model_id, self.batch_size = model, batch_size
         self.limits = limits or MediaLimits()
         self._api: str = api

@@ -1,6 +1,6 @@
 """``create_app(config)``: the FastAPI app (OpenAI embeddings, Cohere/Jina rerank, collections).
 
-Routes: ``POST /v1/embeddings``, ``POST /v1/rerank``, ``GET /v1/models``, the collection and job
+Routes: ``POST /v1/embeddings``, ``POST /v1/rerank`` (also ``/v2/rerank``), ``GET /v1/models``, the collection and job
 routes of ``collections.py``, ``GET /health``, ``GET /metrics``. The web page in
 ``server/static/`` is served at ``/`` (index.html), its scripts and styles under ``/static/``.
 """
@@ -124,6 +124,7 @@ def model_router(config: ServerConfig, models: Models, metrics: Metrics, guard: 
         return Response(content, media_type="application/json")
 
     @router.post("/v1/rerank")
+    @router.post("/v2/rerank")  # the same route where Cohere's v2 client (cohere.ClientV2) posts
     async def rerank(body: RerankRequest) -> JSONResponse:
         if models.reranker is None:
             raise APIError(503, "no reranker is loaded on this server (it was started with --no-reranker)",

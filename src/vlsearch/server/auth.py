@@ -1,7 +1,8 @@
 """API keys (``Authorization: Bearer KEY`` or ``x-api-key: KEY``), and the checks that keep web pages out.
 
-Every ``/v1/...`` route, ``/metrics`` and ``/openapi.json`` need a key when keys are configured;
-``/health`` and the static web page do not (load balancers probe ``/health`` without credentials).
+Every ``/v1/...`` and ``/v2/...`` route, ``/mcp``, ``/metrics`` and ``/openapi.json`` need a key when keys
+are configured; ``/health`` and the static web page do not (load balancers probe ``/health`` without
+credentials).
 
 A browser can be turned against a server on the user's own machine: DNS rebinding lets a web page
 read a keyless loopback server under the page's own host name, and a cross-site form can POST to
@@ -53,8 +54,8 @@ class KeyChecker:
 
 
 def needs_key(path: str) -> bool:
-    """Paths behind the API key: the API, the metrics and the API's schema."""
-    return path.startswith("/v1/") or path in ("/v1", "/metrics", "/openapi.json")
+    """Paths behind the API key: the API (``/v1/``, ``/v2/rerank``), MCP, the metrics and the API's schema."""
+    return path.startswith(("/v1/", "/v2/", "/mcp")) or path in ("/v1", "/v2", "/metrics", "/openapi.json")
 
 
 def host_name(host: str) -> str:

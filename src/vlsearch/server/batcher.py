@@ -66,7 +66,7 @@ class MicroBatcher:
     Example:
         >>> batcher = MicroBatcher("embed", embedder.embed_encoded, max_items=64, wait_s=0.005)
         >>> with batcher.reserve() as slot:
-        ...     future = slot.submit([embedder.encode(item)])
+        ...     future = slot.submit([embedder.encode_item(item)])
         >>> future.result().shape
         (1, 2048)
     """

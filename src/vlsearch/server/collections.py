@@ -142,7 +142,8 @@ def build_router(config: ServerConfig, models: Models, collections: Collections,
 
         def run() -> list[Any]:
             return collection.search(query_text, image=image, top_k=body.top_k, candidates=body.candidates,
-                                     rerank=rerank, where=body.where, instruction=body.instruction, like=body.like)
+                                     rerank=rerank, where=body.where, instruction=body.instruction, like=body.like,
+                                     mode=body.mode, weights=body.weights)
 
         results = await run_in_threadpool(run)
         return JSONResponse({"object": "list", "collection": name, "reranked": rerank and bool(results),
@@ -179,13 +180,18 @@ async def _submit_ingest(request: Request, name: str, collections: Collections, 
     if kind == "multipart/form-data":
         return jobs.submit(name, await _save_uploads(request, collections.uploads / name), {}, "upload")
     if kind in ("application/json", ""):
-        body = IngestRequest.model_validate_json(await request.body())
-        paths = [collections.allowed_path(p) for p in body.paths]
-        options = {"include": body.include, "exclude": body.exclude, "prune": body.prune,
-                   "retry_failed": body.retry_failed}
-        return jobs.submit(name, paths, options, "paths")
+        return submit_paths(collections, jobs, name, IngestRequest.model_validate_json(await request.body()))
     raise APIError(415, "send multipart/form-data (file uploads) or application/json ({\"paths\": [...]})",
                    "invalid_request_error", "unsupported_media_type")
+
+
+def submit_paths(collections: Collections, jobs: JobManager, name: str, body: IngestRequest) -> Job:
+    """An ingestion job for files or folders under the allowed roots (403 outside them, or when none
+    is configured); the HTTP route and the MCP ``ingest`` tool both submit through here."""
+    check_name(name)
+    paths = [collections.allowed_path(p) for p in body.paths]
+    options = {"include": body.include, "exclude": body.exclude, "prune": body.prune, "retry_failed": body.retry_failed}
+    return jobs.submit(name, paths, options, "paths")
 
 
 def _media_source(collections: Collections, name: str, item_id: str) -> tuple[BinaryIO, int, str]:

@@ -92,7 +92,7 @@ class Models:
     async def embed(self, items: Sequence[Item], instruction: str | None = None) -> tuple[np.ndarray, int]:
         """(n, D) float32 unit rows for the items, and the number of tokens they took."""
         with self.embed_batcher.reserve() as slot:
-            encoded = await self._encode_all([_bind(self.embedder.encode, item, instruction) for item in items],
+            encoded = await self._encode_all([_bind(self.embedder.encode_item, item, instruction) for item in items],
                                              lambda i: f"input {i}")
             future = slot.submit(encoded)
         rows = await asyncio.wrap_future(future)
@@ -151,7 +151,7 @@ class BatchedEmbedder(EmbedderBase):
         return self._models.fingerprint
 
     def _unit_vectors(self, items: list[Item], instruction: str | None, progress: bool | None) -> np.ndarray:
-        encoder = self._models.embedder.encode
+        encoder = self._models.embedder.encode_item
         with self._models.embed_batcher.reserve() as slot:
             encoded = self._models.encode_sync([_bind(encoder, item, instruction) for item in items],
                                                self._background)

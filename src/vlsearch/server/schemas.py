@@ -71,6 +71,8 @@ class SearchRequest(_Body):
     where: str | None = None
     instruction: str | None = None
     like: str | None = None
+    mode: Literal["dense", "lexical", "hybrid"] | None = None  # None: hybrid when the collection has text
+    weights: tuple[float, float] = (1.0, 1.0)  # dense and lexical weights of the hybrid fusion
     thumbnails: bool = True
 
 

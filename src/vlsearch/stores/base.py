@@ -87,6 +87,23 @@ class FileEntry:
     size: int = 0
 
 
+MAX_LEXICAL_QUERY = 2000  # characters of a lexical query
+
+
+def check_lexical_query(query: Any) -> str:
+    """A lexical query as the stores take it: words, not empty, not huge; InputError otherwise."""
+    if not isinstance(query, str) or not any(c.isalnum() for c in query):
+        raise InputError("a lexical search needs a query with at least one word")
+    if len(query) > MAX_LEXICAL_QUERY:
+        raise InputError(f"the query has {len(query)} characters, over the limit of {MAX_LEXICAL_QUERY} "
+                         "for lexical search")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("the query is not valid Unicode (a lone surrogate)") from None
+    return query
+
+
 def check_vector(vector: Any, name: str) -> np.ndarray:
     """``vector`` as a finite, non-zero float32 array of shape (dim,); InputError naming ``name`` else."""
     try:
@@ -153,12 +170,17 @@ class VectorStore(Protocol):
         """The k records nearest to ``vector`` by cosine, best first, filtered by ``where``."""
         ...
 
+    def lexical_search(self, query: str, k: int, where: str | None = None) -> list[Hit]:
+        """The k records that best match ``query``'s words by BM25 over their text and source
+        path, best first (``Hit.score``: the store's own BM25 score), filtered by ``where``."""
+        ...
+
     def get(self, ids: Sequence[str]) -> list[Record]:
         """The records with these ids (with vectors), in the order asked; missing ids are skipped."""
         ...
 
-    def count(self) -> int:
-        """Number of records."""
+    def count(self, where: str | None = None) -> int:
+        """Number of records (matching ``where``)."""
         ...
 
     def files(self) -> dict[str, FileEntry]:

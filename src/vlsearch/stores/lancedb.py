@@ -29,12 +29,13 @@ from lancedb.index import BTree, HnswSq, IvfRq, IvfSq
 from vlsearch.errors import InputError, StoreError
 from vlsearch.files import read_json, write_json
 from vlsearch.locator import Locator
-from vlsearch.stores.base import FileEntry, Hit, Record, check_vector, checked_batch
+from vlsearch.stores.base import FileEntry, Hit, Record, check_lexical_query, check_vector, checked_batch
 from vlsearch.stores.filters import parse
 
 log = logging.getLogger("vlsearch.stores")
 IndexType = Literal["IVF_SQ", "IVF_RQ", "IVF_HNSW_SQ"]  # IVF_PQ: 230 s to build 100k x 2048 here
 RECORDS, FILES = "records", "files"
+LEXICAL_COLUMNS = ("text", "source")  # each with a BM25 (native full-text) index
 _SCALAR_COLUMNS = ("id", "source", "content_hash", "modality", "page", "start", "end",
                    "chunk", "text", "thumbnail", "metadata")
 _IN_CHUNK = 1000  # ids per `IN (...)` predicate
@@ -203,10 +204,48 @@ class LanceStore:
                 found[rec.id] = rec
         return [found[i] for i in ids if i in found]
 
-    def count(self) -> int:
-        """Number of records, e.g. ``store.count()`` → 1024."""
+    def count(self, where: str | None = None) -> int:
+        """Number of records (matching ``where``), e.g. ``store.count()`` → 1024."""
         self._sync()
-        return 0 if self._records is None else self._records.count_rows()
+        if self._records is None:
+            return 0
+        return self._records.count_rows(parse(where, capped=False).sql() if where else None)
+
+    def lexical_search(self, query: str, k: int, where: str | None = None) -> list[Hit]:
+        """BM25 over ``text`` and ``source`` with LanceDB's native full-text indexes; the query is
+        matched as words (no query syntax). New rows not yet folded into the index are searched too."""
+        query = check_lexical_query(query)
+        if not isinstance(k, int) or k < 1:
+            raise InputError(f"k must be a positive int, got {k!r}")
+        self._sync()
+        if self._records is None:
+            return []
+        self._ensure_fts()
+        from lancedb.query import MultiMatchQuery
+
+        search = (self._records.search(MultiMatchQuery(query, list(LEXICAL_COLUMNS)), query_type="fts")
+                  .select([*_SCALAR_COLUMNS, "_score"]).limit(k))
+        if where:
+            search = search.where(parse(where, capped=False).sql(), prefilter=True)
+        try:
+            result = search.to_arrow()
+        except (OSError, RuntimeError, ValueError) as e:
+            log.debug("lexical search %r (filter %r) failed: %s", query, where, e)
+            raise InputError(f"lexical search for {query[:80]!r} failed in the store") from None
+        scores = result.column("_score").to_numpy(zero_copy_only=False)
+        return [Hit(_to_record(row), float(s)) for row, s in zip(result.drop_columns(["_score"]).to_pylist(), scores)]
+
+    def _ensure_fts(self) -> None:
+        """Create the full-text indexes that are missing (collections older than lexical search)."""
+        assert self._records is not None
+        indexed = {tuple(ix.columns) for ix in self._records.list_indices() if ix.index_type == "FTS"}
+        for column in LEXICAL_COLUMNS:
+            if (column,) not in indexed:
+                try:
+                    self._records.create_fts_index(column, replace=False)
+                except (OSError, RuntimeError, ValueError) as e:  # another process made it meanwhile
+                    if not any(ix.columns == [column] for ix in self._records.list_indices()):
+                        raise StoreError(f"{self.path}: building the full-text index on {column} failed: {e}") from e
 
     # ------------------------------------------------------------------ files
     def files(self) -> dict[str, FileEntry]:
@@ -265,8 +304,9 @@ class LanceStore:
         n = self._records.count_rows()
         built = read_json(self.path / "index.json")
         has_index = any(ix.columns == ["vector"] for ix in self._records.list_indices())
-        # compaction first (and new rows folded into existing indices): an index built
-        # before a compaction gets remapped, and searching it measured 2x slower
+        # compaction first (and new rows folded into existing indices, the full-text ones too):
+        # an index built before a compaction gets remapped, and searching it measured 2x slower
+        self._ensure_fts()
         self._records.optimize()
         if n >= self.ann_threshold and (not has_index or n >= 2 * int(built.get("rows", 0))
                                         or built.get("type") != self.index_type):

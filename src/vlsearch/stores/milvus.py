@@ -7,7 +7,9 @@ Milvus collections:
     <name>          one row per Record: id VARCHAR primary key, the scalar fields
                     (page/chunk INT64, start/end DOUBLE, all nullable: None stays None),
                     metadata as a JSON string (VARCHAR, filterable with LIKE like LanceDB's),
-                    thumbnail as base64 (VARCHAR), vector FLOAT_VECTOR(dim), AUTOINDEX, COSINE
+                    thumbnail as base64 (VARCHAR), vector FLOAT_VECTOR(dim), AUTOINDEX, COSINE;
+                    ``lexical`` (source path and text, analysed) feeds a BM25 function into the
+                    ``sparse`` field (SPARSE_INVERTED_INDEX, BM25) for lexical search
     <name>_files    one row per source: FileEntry
     <name>_meta     one row: the collection metadata as a JSON string
 
@@ -32,7 +34,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 try:
-    from pymilvus import DataType, MilvusClient, MilvusException
+    from pymilvus import DataType, Function, FunctionType, MilvusClient, MilvusException
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     from vlsearch.errors import MissingExtraError
 
@@ -40,7 +42,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 
 from vlsearch.errors import InputError, StoreError
 from vlsearch.locator import Locator
-from vlsearch.stores.base import FileEntry, Hit, Record, check_vector, checked_batch
+from vlsearch.stores.base import FileEntry, Hit, Record, check_lexical_query, check_vector, checked_batch
 from vlsearch.stores.filters import parse
 
 VARCHAR_MAX = 65_535  # bytes
@@ -96,7 +98,7 @@ class MilvusStore:
         except Exception as e:  # Milvus Lite start-up raises assorted errors
             raise StoreError(f"{uri}: cannot open Milvus: {e}") from e
         self.dim: int | None = dim
-        self._has_records = False
+        self._has_records = self._lexical = False
         self._sync()
 
     def close(self) -> None:
@@ -129,14 +131,22 @@ class MilvusStore:
         if self.dim is not None and self.dim != found:
             raise StoreError(f"{self.where}: store holds {found}-d vectors, not {self.dim}-d")
         self.dim, self._has_records = found, True
+        self._lexical = any(f["name"] == "sparse" for f in fields)
 
-    def _create(self, name: str, fields: list[tuple[str, Any, dict[str, Any]]], dim: int, metric: str) -> None:
+    def _create(self, name: str, fields: list[tuple[str, Any, dict[str, Any]]], dim: int, metric: str,
+                lexical: bool = False) -> None:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         for field, dtype, params in fields:
             schema.add_field(field, dtype, **params)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
         index = self._client.prepare_index_params()
         index.add_index("vector", index_type="AUTOINDEX" if metric == "COSINE" else "FLAT", metric_type=metric)
+        if lexical:  # BM25 over the analysed ``lexical`` field, computed by Milvus at insert time
+            schema.add_field("lexical", DataType.VARCHAR, max_length=VARCHAR_MAX, enable_analyzer=True)
+            schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+            schema.add_function(Function(name="bm25", function_type=FunctionType.BM25,
+                                         input_field_names=["lexical"], output_field_names=["sparse"]))
+            index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         # index and load apart: create_collection(index_params=...) waits on an AllocTimestamp
         # call that Milvus Lite does not implement (it logs a traceback)
         self._call(f"creating {name}", self._client.create_collection, name, schema=schema,
@@ -156,10 +166,10 @@ class MilvusStore:
             return
         self._sync()
         batch, vectors, dim = checked_batch(records, self.dim)
-        rows = [_to_row(rec, vec) for rec, vec in zip(batch, vectors)]
         if not self._has_records:
-            self._create(self.collection, _record_fields(), dim, "COSINE")
-            self.dim, self._has_records = dim, True
+            self._create(self.collection, _record_fields(), dim, "COSINE", lexical=True)
+            self.dim, self._has_records, self._lexical = dim, True, True
+        rows = [_to_row(rec, vec, self._lexical) for rec, vec in zip(batch, vectors)]
         for i in range(0, len(rows), _CHUNK):
             self._call("add", self._client.upsert, self.collection, rows[i:i + _CHUNK])
 
@@ -220,13 +230,35 @@ class MilvusStore:
                 found[row["id"]] = _to_record(row, with_vector=True)
         return [found[i] for i in ids if i in found]
 
-    def count(self) -> int:
-        """Number of records, e.g. ``store.count()`` → 1024."""
+    def count(self, where: str | None = None) -> int:
+        """Number of records (matching ``where``), e.g. ``store.count()`` → 1024."""
         self._sync()
         if not self._has_records:
             return 0
-        rows = self._call("count", self._client.query, self.collection, filter="", output_fields=["count(*)"])
+        expr = parse(where, capped=False).milvus() if where else ""
+        rows = self._call("count", self._client.query, self.collection, filter=expr, output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
+
+    def lexical_search(self, query: str, k: int, where: str | None = None) -> list[Hit]:
+        """BM25 over the source path and text (Milvus' BM25 function); collections created before
+        lexical search have no such field and say so."""
+        query = check_lexical_query(query)
+        if not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise InputError(f"k must be an int between 1 and {MAX_K}, got {k!r}")
+        expr = parse(where, capped=False).milvus() if where else ""
+        self._sync()
+        if not self._has_records:
+            return []
+        if not self._lexical:
+            raise StoreError(f"{self.where}: this Milvus collection was created before lexical search and has no "
+                             "BM25 field; index into a new collection to search it by words (dense search works)")
+        try:
+            result = self._client.search(self.collection, [query], anns_field="sparse", limit=k, filter=expr,
+                                         output_fields=list(_SCALARS), search_params={"metric_type": "BM25"})
+        except MilvusException as e:
+            raise InputError(f"lexical search for {query[:80]!r} failed in the store") from e
+        # Milvus reports BM25 as the distance (Milvus Lite negates it to sort ascending): the score is its size
+        return [Hit(_to_record(hit["entity"]), abs(float(hit["distance"]))) for hit in result[0]]
 
     def _iterate(self, name: str, expr: str, fields: list[str]) -> Iterator[dict[str, Any]]:
         """All rows matching ``expr`` (past Milvus' 16,384-row query window)."""
@@ -350,7 +382,7 @@ def _cut(text: str | None) -> str:
     return text or "" if len(raw) <= VARCHAR_MAX else raw[:VARCHAR_MAX].decode("utf-8", errors="ignore")
 
 
-def _to_row(rec: Record, vec: np.ndarray) -> dict[str, Any]:
+def _to_row(rec: Record, vec: np.ndarray, lexical: bool) -> dict[str, Any]:
     text, size = _cut(rec.text), len((rec.text or "").encode("utf-8"))
     metadata = rec.metadata or {}
     if size > VARCHAR_MAX:  # said, not silent: the stored text is a prefix of the indexed text
@@ -368,7 +400,8 @@ def _to_row(rec: Record, vec: np.ndarray) -> dict[str, Any]:
             "start": None if rec.start is None else float(rec.start),
             "end": None if rec.end is None else float(rec.end),
             "chunk": None if rec.chunk is None else int(rec.chunk),
-            "text": text, "thumbnail": thumb, "metadata": meta, "vector": vec.tolist()}
+            "text": text, "thumbnail": thumb, "metadata": meta, "vector": vec.tolist(),
+            **({"lexical": _cut(f"{rec.source}\n{rec.text or ''}")} if lexical else {})}
 
 
 def _to_record(row: dict[str, Any], with_vector: bool = False) -> Record:

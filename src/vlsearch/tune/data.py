@@ -39,7 +39,7 @@ class _Sources:
         self.collection, self.entries, self.checked = collection, collection.store.files(), {}
 
     def item(self, record: Record) -> Callable[[], dict[str, Any]]:
-        return lambda: self.collection.model_input(record, self.entries, self.checked).to_dict()
+        return lambda: self.collection.model_input(record, self.entries, self.checked)[0].to_dict()
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The two training objectives, on the inference code's own encodings.
 
-Inputs are encoded by the models' own methods (``Embedder.encode``, ``Reranker.encode_pairs``:
+Inputs are encoded by the models' own methods (``Embedder.encode_item``, ``Reranker.encode_pairs``:
 the official prompt formats), batched by ``collate`` and pooled by ``last_token``, exactly as
 inference does, so train and serve cannot drift. Only the forward pass differs: it keeps
 gradients.
@@ -108,8 +108,8 @@ class EmbedderObjective(_Objective):
     def _encode(self, key: str) -> Encoded:
         kind, _, ident = key.partition(":")
         if kind == "q":
-            return self.base.encode(Item.of(self.task.item("queries", ident)), self.task.query_instruction)
-        return self.base.encode(Item.of(self.task.item("corpus", ident)), self.task.doc_instruction)
+            return self.base.encode_item(Item.of(self.task.item("queries", ident)), self.task.query_instruction)
+        return self.base.encode_item(Item.of(self.task.item("corpus", ident)), self.task.doc_instruction)
 
     def plan(self, split: str, indices: Sequence[int], rng: np.random.Generator) -> Plan:
         sampled = self.sample(split, indices, rng)

@@ -2,7 +2,7 @@
 const $ = (selector) => document.querySelector(selector);
 const ui = {
   collection: $('#collection'), info: $('#collection-info'), key: $('#api-key'), form: $('#search'),
-  query: $('#query'), image: $('#query-image'), preview: $('#query-preview'), rerank: $('#rerank'),
+  query: $('#query'), image: $('#query-image'), preview: $('#query-preview'), rerank: $('#rerank'), mode: $('#mode'),
   topK: $('#top-k'), where: $('#where'), message: $('#message'), summary: $('#summary'), results: $('#results'),
   target: $('#upload-collection'), drop: $('#drop'), files: $('#upload-files'), job: $('#job'),
   progress: $('#job-progress'), jobStatus: $('#job-status'), failures: $('#job-failures'),
@@ -125,6 +125,7 @@ async function search(event) {
   if (text) body.query = text;
   if (queryImage) body.image = queryImage;
   if (ui.where.value.trim()) body.where = ui.where.value.trim();
+  if (ui.mode.value) body.mode = ui.mode.value;
   const button = ui.form.querySelector('button[type=submit]');
   button.disabled = true;
   ui.results.setAttribute('aria-busy', 'true');
@@ -134,7 +135,8 @@ async function search(event) {
     const data = await api(`/v1/collections/${enc(name)}/search`, {
       method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
     });
-    ui.results.replaceChildren(...data.results.map((r) => card(r, name)));
+    const words = text.toLowerCase().match(/[\p{L}\p{N}]+/gu) || [];
+    ui.results.replaceChildren(...data.results.map((r) => card(r, name, words)));
     const ms = Math.round(performance.now() - started);
     ui.summary.textContent = data.results.length
       ? `${data.results.length} results in ${ms} ms, ${data.reranked ? 'reranked' : 'vector scores only'}`
@@ -149,12 +151,22 @@ async function search(event) {
   }
 }
 
-function card(r, collection) {
+// the text with the query's words marked (built as nodes: the text is never parsed as HTML)
+function highlighted(tag, className, text, words) {
+  const node = el(tag, { className });
+  const wanted = new Set(words);
+  for (const part of text.split(/([\p{L}\p{N}]+)/u)) {
+    node.append(wanted.has(part.toLowerCase()) ? el('mark', { textContent: part }) : document.createTextNode(part));
+  }
+  return node;
+}
+
+function card(r, collection, words = []) {
   const name = basename(r.source);
   const locator = r.page != null ? `page ${r.page}`
     : r.start != null ? `${clock(r.start)} – ${clock(r.end)}` : '';
   const picture = r.thumbnail ? el('img', { src: r.thumbnail, alt: `${name} ${locator}`.trim() })
-    : el('p', { className: 'snippet', textContent: r.text.slice(0, 300) });
+    : highlighted('p', 'snippet', r.text.slice(0, 300), words);
   const thumb = r.modality === 'video'
     ? el('button', { type: 'button', className: 'thumb play', 'aria-label': `Play ${name} from ${clock(r.start)}`,
       onclick: () => play(r, collection).catch(show) }, picture)
@@ -167,9 +179,11 @@ function card(r, collection) {
       el('span', { className: 'rank', textContent: `#${r.rank}` })),
     el('p', { className: 'source', title: r.source, textContent: name }),
     locator && el('p', { className: 'locator', textContent: locator }),
-    el('dl', { className: 'scores' }, ...score('vector', r.vector_score, 'vector-score'),
+    el('dl', { className: 'scores' },
+      ...(r.vector_score != null ? score('vector', r.vector_score, 'vector-score') : []),
+      ...(r.lexical_score != null ? score('bm25', r.lexical_score, 'lexical-score') : []),
       ...(r.rerank_score != null ? score('rerank', r.rerank_score, 'rerank-score') : [])),
-    r.thumbnail && r.text ? el('p', { className: 'text', textContent: r.text.slice(0, 160) }) : null);
+    r.thumbnail && r.text ? highlighted('p', 'text', r.text.slice(0, 160), words) : null);
 }
 
 async function play(r, collection) {

@@ -1,0 +1,75 @@
+"""Third-party clients, unchanged, against a real server on loopback with an API key: Cohere's SDK
+(v1 ``Client`` and ``ClientV2``) on ``/v1/rerank`` and ``/v2/rerank``, LangChain's
+``OpenAIEmbeddings`` on ``/v1/embeddings``; and the sentence-transformers calls of the remote
+models. Every number is compared with the library's own call on the same checkpoint.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+
+from server_helpers import data_uri, png_bytes, serve  # noqa: E402
+from vlsearch.server import ServerConfig  # noqa: E402
+
+KEY = "test-key-0123456789"
+DOCS = ["Paris is the capital of France", "Rome is in Italy", "bananas are yellow"]
+
+
+@pytest.fixture(scope="module")
+def server(embedder_path, reranker_path, tmp_path_factory):
+    config = ServerConfig(model=str(embedder_path), reranker=str(reranker_path), api_keys=(KEY,),
+                          home=tmp_path_factory.mktemp("home"))
+    with serve(config) as running:
+        yield running
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_cohere_rerank_unchanged(server, reranker, version):
+    cohere = pytest.importorskip("cohere")
+    client = (cohere.Client if version == "v1" else cohere.ClientV2)(api_key=KEY, base_url=server.url)
+    answer = client.rerank(model="rerank", query="capital of France", documents=DOCS, top_n=2,
+                           **({"return_documents": True} if version == "v1" else {}))
+    expected = reranker.rank("capital of France", DOCS, top_k=2)
+    assert [(r.index, r.relevance_score) for r in answer.results] == expected
+    if version == "v1":
+        assert [r.document.text for r in answer.results] == [DOCS[i] for i, _ in expected]
+
+
+def test_cohere_errors_are_the_sdk_own(server):
+    cohere = pytest.importorskip("cohere")
+    with pytest.raises(cohere.errors.UnauthorizedError):
+        cohere.ClientV2(api_key="wrong-key-0123456789", base_url=server.url).rerank(
+            model="rerank", query="q", documents=["d"])
+    with pytest.raises(cohere.errors.BadRequestError):
+        cohere.ClientV2(api_key=KEY, base_url=server.url).rerank(model="rerank", query="", documents=["d"])
+
+
+def test_langchain_openai_embeddings_unchanged(server, embedder):
+    langchain_openai = pytest.importorskip("langchain_openai")
+    embeddings = langchain_openai.OpenAIEmbeddings(
+        model="Qwen3-VL-Embedding-2B", base_url=server.url + "/v1", api_key=KEY,
+        check_embedding_ctx_length=False,  # send text: the server does not take token ids
+        chunk_size=64)  # at most the server's --max-items per request
+    assert np.array_equal(np.array(embeddings.embed_documents(DOCS), np.float32), embedder.embed(DOCS))
+    assert np.array_equal(np.array(embeddings.embed_query(DOCS[0]), np.float32), embedder.embed(DOCS[0])[0])
+    short = langchain_openai.OpenAIEmbeddings(model="any", base_url=server.url + "/v1", api_key=KEY,
+                                              check_embedding_ctx_length=False, dimensions=8)
+    np.testing.assert_allclose(short.embed_query(DOCS[0]), embedder.embed(DOCS[0], dim=8)[0], atol=1e-7)
+
+
+def test_remote_models_have_the_sentence_transformers_calls(server, embedder, reranker):
+    from vlsearch.remote import Embedder, Reranker
+
+    remote = Embedder(server.url, api_key=KEY)
+    image = png_bytes(96, 64, seed=2)
+    inputs = [DOCS[0], {"image": data_uri(image)}]
+    # the remote embedder re-normalises what it receives: equal to rounding
+    np.testing.assert_allclose(remote.encode_query(inputs), embedder.encode_query([DOCS[0], {"image": image}]),
+                               atol=1e-6)
+    np.testing.assert_allclose(remote.encode(DOCS, truncate_dim=8), embedder.encode(DOCS, truncate_dim=8), atol=1e-6)
+    assert not np.allclose(remote.encode_query(DOCS), remote.encode_document(DOCS), atol=1e-3)
+    pairs = [("capital of France", DOCS[0]), ("a fruit", DOCS[2]), ("capital of France", DOCS[1])]
+    assert np.array_equal(Reranker(server.url, api_key=KEY).predict(pairs), reranker.predict(pairs))
