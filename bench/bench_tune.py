@@ -141,7 +141,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default 6; 4 on GPU)")
     parser.add_argument("--repeats", type=int, default=None, help="rounds of all variants, median reported "
                                                                   "(default 3; 1 on GPU)")
-    parser.add_argument("--gpu-suite", action="store_true", help="the issue's GPU numbers (2B, bf16, 1,280-token images)")
+    parser.add_argument("--gpu-suite", action="store_true",
+                        help="the issue's GPU numbers (2B, bf16, 1,280-token images)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     suite = args.gpu_suite

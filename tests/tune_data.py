@@ -33,7 +33,8 @@ def colour_task(root: Path, colours: int = len(COLOURS), images_per_colour: int 
             corpus.append({"_id": f"{name}-{i}", "image": f"images/{name}-{i}.png"})
             docs.append(f"{name}-{i}")
     queries = {f"{name}-{t}": name for name in chosen for t in range(templates)}
-    rows = [{"_id": qid, "text": TEMPLATES[int(qid.rsplit("-", 1)[1])].format(colour)} for qid, colour in queries.items()]
+    rows = [{"_id": qid, "text": TEMPLATES[int(qid.rsplit("-", 1)[1])].format(colour)}
+            for qid, colour in queries.items()]
     (root / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus))
     (root / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (root / "qrels").mkdir(exist_ok=True)
