@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"catalog"},
     {"collection", "remote"},
     {"server", "eval", "integrations"},
-    {"mcp"},
+    {"mcp", "tune"},  # tune: the eval harness, collections and the models
     {"cli"},
     {"vlsearch"},  # the package root (public API) and __main__
 ]

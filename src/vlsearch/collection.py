@@ -124,6 +124,10 @@ class Collection:
         loaded_embedder, loaded_reranker: models already loaded (shared, e.g. by the server), used
             instead of loading ``model``/``reranker``; the embedder is still checked against the
             collection's fingerprint and dimension.
+        adapter: a LoRA adapter directory for the embedding model (``vlsearch tune``), recorded at the
+            first ``add``; default: the recorded one when ``model`` is the recorded model. It is part of
+            the model's fingerprint: a collection built without it refuses a model with it.
+        reranker_adapter: a LoRA adapter directory for the reranking model.
         catalog: where names are looked up (default: ``Catalog()``, the home directory).
 
     Example:
@@ -136,7 +140,8 @@ class Collection:
                  dim: int | None = None, instruction: str | None = None, create: bool = True,
                  model_options: dict[str, Any] | None = None, loaded_embedder: EmbedderLike | None = None,
                  loaded_reranker: RerankerLike | None = None, store: str | None = None,
-                 catalog: Catalog | None = None) -> None:
+                 catalog: Catalog | None = None, adapter: str | os.PathLike | None = None,
+                 reranker_adapter: str | os.PathLike | None = None) -> None:
         self.name = name
         self.catalog = catalog or Catalog()
         self.path = self.catalog.path(name) if create else self.catalog.require(name)
@@ -150,6 +155,9 @@ class Collection:
         self.dim = dim or self.meta.get("dim")
         self.instruction = instruction or self.meta.get("instruction") or QUERY_INSTRUCTION
         self.model_options = model_options or {}
+        recorded = self.meta.get("adapter") if self.model_name == self.meta.get("model") else None
+        self.adapter = str(Path(adapter).expanduser().resolve()) if adapter else recorded
+        self.reranker_adapter = reranker_adapter
         self._embedder: EmbedderLike | None = None
         self._reranker: RerankerLike | None = loaded_reranker
         self._given_embedder = loaded_embedder
@@ -161,22 +169,29 @@ class Collection:
     def embedder(self) -> EmbedderLike:
         """The embedding model, loaded once, checked against the collection's record."""
         if self._embedder is None:
-            embedder = self._given_embedder or load_embedder(self.model_name, **self.model_options)
+            embedder = self._given_embedder or load_embedder(self.model_name, **self.embedder_options)
             known = self.meta.get("fingerprint")
             if known and known != embedder.fingerprint:
+                built = _with_adapter(self.meta.get("model"), self.meta.get("adapter"))
                 raise StoreError(
-                    f"collection {self.name!r} was built with {self.meta.get('model')} (weights {known}); "
-                    f"{self.model_name} has other weights ({embedder.fingerprint}). Use the same model, "
-                    "or index into a new collection")
+                    f"collection {self.name!r} was built with {built} (weights {known}); "
+                    f"{_with_adapter(self.model_name, self.adapter)} has other weights ({embedder.fingerprint}). "
+                    "Use the same model, or index into a new collection")
             if self.dim is not None and not 1 <= self.dim <= embedder.dim:
                 raise InputError(f"dim must be between 1 and {embedder.dim}, not {self.dim}")
             self._embedder = embedder
         return self._embedder
 
     @property
+    def embedder_options(self) -> dict[str, Any]:
+        """Options of the local embedding model: ``model_options`` and the adapter."""
+        return {**self.model_options, **({"adapter": self.adapter} if self.adapter else {})}
+
+    @property
     def reranker(self) -> RerankerLike:
         if self._reranker is None:
-            self._reranker = load_reranker(self.reranker_name, **self.model_options)
+            extra = {"adapter": self.reranker_adapter} if self.reranker_adapter else {}
+            self._reranker = load_reranker(self.reranker_name, **self.model_options, **extra)
         return self._reranker
 
     def _record_meta(self, layout: dict[str, Any]) -> None:
@@ -184,7 +199,8 @@ class Collection:
             return
         embedder = self.embedder
         self.dim = self.dim or embedder.dim
-        self.meta = {"model": self.model_name, "fingerprint": embedder.fingerprint, "dim": self.dim,
+        self.meta = {"model": self.model_name, **({"adapter": self.adapter} if self.adapter else {}),
+                     "fingerprint": embedder.fingerprint, "dim": self.dim,
                      "instruction": self.instruction, "layout": layout,
                      "created": datetime.now(timezone.utc).isoformat(), "vlsearch": __version__}
         self.catalog.record_store(self.path, self.store_uri)
@@ -311,7 +327,7 @@ class Collection:
 
         started = connect(address)
         try:
-            ray_extract_embed(writer, todo, options, model=self.model_name, model_options=self.model_options,
+            ray_extract_embed(writer, todo, options, model=self.model_name, model_options=self.embedder_options,
                               fingerprint=self.meta.get("fingerprint"))
         finally:
             if started:
@@ -436,12 +452,14 @@ class Collection:
         """The stored records with these ids (with vectors), in the order asked; unknown ids skipped."""
         return self.store.get(ids)
 
-    def model_input(self, record: Record) -> tuple[Item, str]:
+    def model_input(self, record: Record, entries: dict[str, FileEntry] | None = None,
+                    checked: dict[str, str] | None = None) -> tuple[Item, str]:
         """What the models see of a stored record: (item, note). The item is rebuilt from the source
         (a PDF page rendered at the collection's pixel budget, an image, a video segment's frames)
         when the source still holds what was indexed; else it is the thumbnail and the note says why
-        (``MediaError`` when there is no thumbnail either). A text record is its text."""
-        return self._item_of(record)
+        (``MediaError`` when there is no thumbnail either). A text record is its text. ``entries``
+        (``store.files()``) and ``checked`` (a dict, filled here) let many calls check each source once."""
+        return self._item_of(record, entries, checked)
 
     def file_state(self, source: str) -> FileEntry | None:
         """What was indexed from ``source`` (content hash, size, time, done or failed), or None."""
@@ -471,6 +489,10 @@ class Collection:
 def _layout(options: ExtractOptions) -> dict[str, Any]:
     """The extraction options that decide what an item is (pages, segments, chunks)."""
     return {name: getattr(options, name) for name in LAYOUT_FIELDS}
+
+
+def _with_adapter(model: str | None, adapter: str | None) -> str:
+    return f"{model} with adapter {adapter}" if adapter else str(model)
 
 
 def _under(source: str, root: str) -> bool:

@@ -11,7 +11,7 @@ from .common import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
 def build_parser() -> argparse.ArgumentParser:
     from . import eval as evaluate
-    from . import index, manage, mcp, parity, search, serve
+    from . import index, manage, mcp, parity, search, serve, tune
 
     parser = argparse.ArgumentParser(
         prog="vlsearch", allow_abbrev=False,
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Qwen3-VL-Reranker.")
     parser.add_argument("--version", action="version", version=f"vlsearch {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (index, search, manage, serve, mcp, evaluate, parity):
+    for module in (index, search, manage, serve, mcp, evaluate, tune, parity):
         module.register(commands)
     return parser
 

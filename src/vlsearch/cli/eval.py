@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from .common import command, model_arguments, model_options, resident_arguments
+from .common import command, model_arguments, model_options, reranker_adapter_argument, resident_arguments
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -38,6 +38,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     model_arguments(p, reranker=False)
     p.add_argument("--reranker", help="reranking model (hub id or directory); none by default")
     resident_arguments(p)
+    reranker_adapter_argument(p)
     p.set_defaults(run=run)
 
 
@@ -72,9 +73,10 @@ def run(args: argparse.Namespace) -> int:
         media_root=Path(args.media_root) if args.media_root else None,
         queries=Path(args.queries) if args.queries else None, qrels=Path(args.qrels) if args.qrels else None,
         language=args.language,
-        chunk_size=args.chunk_size, quiet=args.quiet, model_options=model_options(args))
+        chunk_size=args.chunk_size, quiet=args.quiet, model_options=model_options(args), adapter=args.adapter,
+        reranker_adapter=args.reranker_adapter)
     embedder = None
-    server = None if args.no_server or args.model or args.device else find(args.server)
+    server = None if args.no_server or args.model or args.device or args.adapter else find(args.server)
     if server is not None:  # the server's loaded embedder; the reranker, when asked for, loads here
         from ..models.remote import RemoteEmbedder
 

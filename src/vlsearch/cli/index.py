@@ -49,7 +49,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 #: options a server's ingestion job does not take: with any of them the command works in-process
 LOCAL_OPTIONS = ("store", "dim", "instruction", "segment_seconds", "chunk_chars", "max_pages", "ocr", "ocr_engine",
-                 "ocr_lang", "ocr_video", "ray", "model", "device")
+                 "ocr_lang", "ocr_video", "ray", "model", "device", "adapter")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from ..collection import Collection
 
     collection = Collection(args.collection, model=args.model, dim=args.dim, instruction=args.instruction,
-                            model_options=model_options(args), store=args.store)
+                            model_options=model_options(args), store=args.store, adapter=args.adapter)
     options = collection.extract_options()
     if args.segment_seconds:
         options = replace(options, segment_seconds=args.segment_seconds)

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
                "weights": _weights(args.weights)}
     results, served = None, "in-process"
     # the server has its own models: asking for others, or a collection by path, means in-process
-    local_only = args.no_server or not is_name(args.collection) or args.model or args.reranker or args.device
+    local_only = (args.no_server or not is_name(args.collection) or args.model or args.reranker or args.device
+                  or args.adapter or args.reranker_adapter)
     server = None if local_only else find(args.server)
     if server is not None:
         from ..integrations.common import RemoteCollection
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         from ..collection import Collection
 
         collection = Collection(args.collection, model=args.model, reranker=args.reranker, create=False,
-                                model_options=model_options(args))
+                                model_options=model_options(args), adapter=args.adapter,
+                                reranker_adapter=args.reranker_adapter)
         results = collection.search(args.query, **options)
     print(f"vlsearch: searched {args.collection!r} {served}", file=sys.stderr)
     if args.json:

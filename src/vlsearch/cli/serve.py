@@ -101,7 +101,8 @@ def server_config(args: argparse.Namespace, binds: bool = True) -> Any:
 
         torch.set_num_threads(max(1, args.torch_threads))
     return ServerConfig(
-        model=args.model, reranker=args.reranker, no_reranker=args.no_reranker, device=args.device,
+        model=args.model, reranker=args.reranker, no_reranker=args.no_reranker, adapter=args.adapter,
+        reranker_adapter=args.reranker_adapter, device=args.device,
         dtype=args.dtype, host=args.host, port=args.port, api_keys=keys,
         collections_roots=tuple(Path(r).expanduser() for r in args.collections_root),
         data_dir=Path(args.data_dir).expanduser() if args.data_dir else None,

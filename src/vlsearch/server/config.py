@@ -28,6 +28,8 @@ class ServerConfig:
         model, reranker: checkpoints (hub id or directory); ``None`` takes ``$VLSEARCH_EMBEDDER``
             / ``$VLSEARCH_RERANKER``, else the Qwen3-VL 2B models.
         no_reranker: do not load a reranker (``/v1/rerank`` answers 503, search is vector-only).
+        adapter, reranker_adapter: LoRA adapter directories (``vlsearch tune``) merged into the models
+            as they load; the embedder's adapter is part of its fingerprint (collections check it).
         device, dtype: model placement (see ``Embedder``).
         host, port: where ``vlsearch serve`` binds.
         api_keys: accepted keys (``Authorization: Bearer KEY`` or ``x-api-key``), at least
@@ -61,6 +63,8 @@ class ServerConfig:
     model: str | None = None
     reranker: str | None = None
     no_reranker: bool = False
+    adapter: str | None = None
+    reranker_adapter: str | None = None
     device: str | None = None
     dtype: str = "auto"
     host: str = "127.0.0.1"
