@@ -182,7 +182,7 @@ def open_object(source: str, digest: str | None = None) -> Iterator[tuple[Binary
         raise MediaError(f"{source!r}: the object changed since it was listed (another version now)")
     scheme, path, _ = _split(source)
     try:
-        handle = _filesystem(scheme).open(path, "rb", block_size=_BLOCK, cache_type="readahead")
+        handle = _filesystem(scheme).open(path, "rb", block_size=_BLOCK, cache_type="readahead", size=info.size)
     except Exception as exc:  # noqa: BLE001
         raise MediaError(f"{source!r}: {reason(exc, 'no such object (deleted since it was listed?)')}") from None
     try:
