@@ -38,9 +38,9 @@ def documents(tmp_path) -> dict[str, Path]:
 
 
 @needs_libreoffice
-def test_office_documents_are_indexed_page_by_page_with_their_text(home, documents, embedder_path):
+def test_office_documents_are_indexed_page_by_page_with_their_text(home, documents, embedder_path, reranker_path):
     (documents["docx"].parent / "pack.zip").write_bytes(zip_bytes({"in/memo.docx": documents["docx"].read_bytes()}))
-    c = Collection("office", model=str(embedder_path))
+    c = Collection("office", model=str(embedder_path), reranker=str(reranker_path))
     report = c.add([documents["docx"].parent], options=OPTIONS, workers=2)  # conversions side by side
     assert report.failed == [] and report.new == 4, report.summary()
     hits = c.search("penguins", mode="lexical", rerank=False, top_k=20)
@@ -56,6 +56,10 @@ def test_office_documents_are_indexed_page_by_page_with_their_text(home, documen
     (sheet,) = [h for h in c.search("Sledges", mode="lexical", rerank=False) if h.source.endswith(".xlsx")]
     assert "1200" in sheet.text and sheet.metadata["page_count"] == 1
     assert c.add([documents["docx"].parent], options=OPTIONS, workers=0).unchanged == 4
+    # reranking renders the pages again from the documents (each converted once)
+    reranked = c.search("penguins glaciers", top_k=6)
+    assert {Path(r.source).name for r in reranked} >= {"plan.docx"}
+    assert all(r.rerank_score is not None and r.note == "" for r in reranked), [r.note for r in reranked]
 
 
 @needs_libreoffice

@@ -7,6 +7,8 @@ hangs or crashes LibreOffice is killed with its whole group and fails alone, nam
 PDF is then indexed page by page, with its text layer, like any PDF.
 
 The program is ``$VLSEARCH_SOFFICE`` when set, else ``soffice`` or ``libreoffice`` on the ``PATH``.
+Each process keeps its last PDFs (by the document's content hash, 32 MiB at most), so reranking
+several pages of one document converts it once.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from ..errors import MediaError
 from ..media.images import MediaLimits, NamedFile, describe
+from .entries import content_hash
 
 __all__ = ["INSTALL", "soffice", "missing_reason", "to_pdf", "PROGRAM_ENV"]
 
@@ -58,6 +63,26 @@ def to_pdf(src: str | NamedFile, timeout: float = 120.0, limits: MediaLimits | N
         raise MediaError(f"{name}: {missing_reason()}")
     path = Path(src.data if isinstance(src, NamedFile) else src)  # type: ignore[arg-type]
     source_name = src.name if isinstance(src, NamedFile) else str(src)
+    key = f"{content_hash(path)}{os.path.splitext(source_name)[1].lower()}"
+    with _lock:
+        if key in _converted:
+            _converted.move_to_end(key)
+            return _converted[key]
+    pdf = _convert(program, path, source_name, name, timeout, limits)
+    with _lock:
+        _converted[key] = pdf
+        while sum(map(len, _converted.values())) > _KEEP_BYTES and len(_converted) > 1:
+            _converted.popitem(last=False)
+    return pdf
+
+
+_KEEP_BYTES = 32 << 20
+_converted: OrderedDict[str, bytes] = OrderedDict()  # the document's hash and suffix -> its PDF
+_lock = threading.Lock()
+
+
+def _convert(program: str, path: Path, source_name: str, name: str, timeout: float, limits: MediaLimits) -> bytes:
+    """One run of LibreOffice in a private folder and profile."""
     suffix = os.path.splitext(source_name)[1].lower()  # LibreOffice picks its import filter by it
     with tempfile.TemporaryDirectory(prefix="vlsearch-office-") as work:
         document = Path(work, "document" + suffix)

@@ -132,4 +132,6 @@ def summarise(report: Any) -> dict[str, Any]:
     return {"seen": report.seen, "new": report.new, "changed": report.changed, "unchanged": report.unchanged,
             "skipped": report.skipped, "retried": report.retried, "failed_before": report.failed_before,
             "items": report.items, "pruned": report.pruned, "seconds": round(report.seconds, 3),
-            "failed": [{"source": s, "reason": scrub(r)} for s, r in report.failed], "summary": report.summary()}
+            "failed": [{"source": s, "reason": scrub(r)} for s, r in report.failed],
+            "not_read": [{"source": s, "reason": r} for s, r in getattr(report, "not_read", [])],
+            "summary": report.summary()}
