@@ -158,6 +158,10 @@ class Watcher:
             self._observer.join(timeout=5)
             self._set(state="stopped")
 
+    def stopped_by(self, message: str) -> None:
+        """Record why the watcher stopped (a failure outside a batch), for its state."""
+        self._set(state="stopped", error=message)
+
     def snapshot(self) -> dict[str, Any]:
         """The state as JSON (safe to call from any thread)."""
         with self._lock:

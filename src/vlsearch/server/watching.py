@@ -42,7 +42,7 @@ class WatchService:
             self.watcher.run(self._stop)
         except Exception as exc:  # noqa: BLE001 - the server keeps serving; the state says what happened
             log.exception("the folder watcher stopped")
-            self.watcher._set(state="stopped", error=f"the watcher stopped: {type(exc).__name__}: {exc}")
+            self.watcher.stopped_by(f"the watcher stopped: {type(exc).__name__}: {exc}")
 
     def _apply(self, changes: Changes) -> IndexReport:
         job = self.jobs.submit(self.collection, list(changes.add), {"remove": list(changes.remove)}, "watch")
