@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,14 +22,18 @@ import numpy as np
 from .catalog import Catalog
 from .errors import InputError, MediaError, StoreError, VlsearchError
 from .ingest import ExtractOptions, discover, extract_all
+from .ingest.workers import default_workers
 from .ingest.discover import Found, content_hash
 from .ingest.extractors import piece_item
+from .ingest.item_cache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_BYTES
+from .ingest.item_cache import ItemCache, cache_key
 from .ingest.ocr import resolve_engine
 from .ingest.writer import IndexReport, IndexWriter, ProgressCallback
 from .items import Item
 from .locator import Located, Locator
 from .models.contract import QUERY_INSTRUCTION, EmbedderLike, RerankerLike
-from .models.loading import embedder_name, load_embedder, load_reranker, reranker_name
+from .models.loading import embedder_name, is_remote, load_embedder, load_reranker, reranker_name
+from .models.reranker import Reranker
 from .stores import FileEntry, Hit, Record, VectorStore, open_store
 from .stores.filters import parse as parse_filter
 from .version import __version__
@@ -128,6 +133,10 @@ class Collection:
             first ``add``; default: the recorded one when ``model`` is the recorded model. It is part of
             the model's fingerprint: a collection built without it refuses a model with it.
         reranker_adapter: a LoRA adapter directory for the reranking model.
+        rerank_pixels: the most pixels of an image or page as the reranker sees it (default: the
+            official reranker's 1,843,200); the main lever on reranking time (``bench/README.md``).
+        rerank_cache_bytes: disk kept for rebuilt pages and video segments, so that reranking the
+            same candidates again skips rendering and decoding (``<home>/cache/items``; 0: off).
         catalog: where names are looked up (default: ``Catalog()``, the home directory).
 
     Example:
@@ -141,7 +150,8 @@ class Collection:
                  model_options: dict[str, Any] | None = None, loaded_embedder: EmbedderLike | None = None,
                  loaded_reranker: RerankerLike | None = None, store: str | None = None,
                  catalog: Catalog | None = None, adapter: str | os.PathLike | None = None,
-                 reranker_adapter: str | os.PathLike | None = None) -> None:
+                 reranker_adapter: str | os.PathLike | None = None, rerank_pixels: int | None = None,
+                 rerank_cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.name = name
         self.catalog = catalog or Catalog()
         self.path = self.catalog.path(name) if create else self.catalog.require(name)
@@ -162,6 +172,8 @@ class Collection:
         self._reranker: RerankerLike | None = loaded_reranker
         self._given_embedder = loaded_embedder
         self._has_text: bool | None = None  # whether any item has text (for the default search mode)
+        self.rerank_pixels = rerank_pixels
+        self._items = ItemCache(self.catalog.home / "cache" / "items", rerank_cache_bytes)
 
     # ---------------------------------------------------------------- models
 
@@ -190,7 +202,9 @@ class Collection:
     @property
     def reranker(self) -> RerankerLike:
         if self._reranker is None:
-            extra = {"adapter": self.reranker_adapter} if self.reranker_adapter else {}
+            extra: dict[str, Any] = {"adapter": self.reranker_adapter} if self.reranker_adapter else {}
+            if self.rerank_pixels and not is_remote(self.reranker_name):
+                extra["budget"] = replace(Reranker.default_budget, max_pixels=self.rerank_pixels)
             self._reranker = load_reranker(self.reranker_name, **self.model_options, **extra)
         return self._reranker
 
@@ -225,7 +239,7 @@ class Collection:
     # ---------------------------------------------------------------- ingestion
 
     def add(self, paths: Sequence[str | os.PathLike], *, include: Sequence[str] = (), exclude: Sequence[str] = (),
-            prune: bool = False, workers: int = 2, options: ExtractOptions | None = None,
+            prune: bool = False, workers: int | None = None, options: ExtractOptions | None = None,
             progress: bool | None = None, batch_items: int = 64, batch_bytes: int | None = 256 * 1024 * 1024,
             retry_failed: bool = False,
             follow_symlinks: bool = True, on_progress: ProgressCallback | None = None,
@@ -236,7 +250,8 @@ class Collection:
             paths: files or directories (searched recursively).
             include, exclude: glob patterns on the path relative to each root.
             prune: drop the records of files under ``paths`` that no longer exist.
-            workers: decoding processes (PDF rendering, video decoding); 0 decodes in-process.
+            workers: decoding processes (PDF rendering, video decoding, OCR); 0 decodes in-process;
+                default: half the cores when the model runs on the CPU, else all but one (at most 16).
             options: how files are cut (pages, video segments, text chunks).
             progress: progress bar; by default only on a terminal.
             batch_items: pieces gathered across files before each embedding call.
@@ -267,6 +282,9 @@ class Collection:
                 if engine == "ray":
                     self._extract_on_ray(writer, todo, options, ray_address)
                 else:
+                    if workers is None:
+                        device = str(getattr(self.embedder, "device", "remote"))
+                        workers = default_workers(model_on_cpu=device == "cpu")
                     writer.consume(extract_all(todo, options, workers=workers))
         if prune:
             gone = [s for s in known if s not in present and any(_under(s, r) for r in roots)]
@@ -418,8 +436,10 @@ class Collection:
         return "hybrid" if self._has_text else "dense"
 
     def _rerank(self, query: Item, results: list[Result], records: list[Record], instruction: str | None) -> None:
-        entries, checked = self.store.files(), {}  # one look-up per search, one check per source
-        docs, notes = zip(*(self._item_of(r, entries, checked) for r in records))
+        entries = self.store.files()  # one look-up per search, one check per source
+        checked = {r.source: _source_changed(r, entries.get(r.source)) for r in records if r.modality != "text"}
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # rebuilds overlap
+            docs, notes = zip(*pool.map(lambda r: self._item_of(r, entries, checked), records))
         query = Item(text=query.text, image=query.image, video=query.video, fps=query.fps)
         scores = self.reranker.score(query, list(docs), instruction=instruction)
         for result, score, note in zip(results, scores, notes):
@@ -439,12 +459,23 @@ class Collection:
         reason = checked[record.source]
         if not reason:
             try:
-                return piece_item(record.source, record.locator, self.extract_options()), ""
+                return self._rebuilt(record), ""
             except VlsearchError as exc:
                 reason = str(exc)
         if not record.thumbnail:
             raise MediaError(f"{record.source}: cannot rebuild item {record.id} for reranking ({reason})")
         return Item(image=record.thumbnail, text=record.text or None), f"reranked on the thumbnail: {reason}"
+
+    def _rebuilt(self, record: Record) -> Item:
+        """A page or segment rebuilt from its source, through the cache of rebuilt items."""
+        if record.modality not in ("pdf_page", "video") or not record.content_hash:
+            return piece_item(record.source, record.locator, self.extract_options())
+        key = cache_key(record.content_hash, record.locator, self.meta.get("layout") or {})
+        item = self._items.get(key)
+        if item is None:
+            item = piece_item(record.source, record.locator, self.extract_options())
+            self._items.put(key, item)
+        return item
 
     # ---------------------------------------------------------------- management
 

@@ -28,7 +28,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip paths matching (repeatable)")
     p.add_argument("--prune", action="store_true", help="drop items of files that no longer exist under PATH")
     p.add_argument("--retry-failed", action="store_true", help="try again files that failed before, unchanged")
-    p.add_argument("--workers", type=int, default=2, help="decoding processes (0: in-process)")
+    p.add_argument("--workers", type=int,
+                   help="decoding processes (0: in-process; default: half the cores when the model runs on the "
+                        "CPU, else all but one)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="decode and embed on a Ray cluster (pip install 'vlsearch[ray]'): ADDRESS (auto, "
                         "ray://host:10001) joins one; without it a local cluster runs in this process")
