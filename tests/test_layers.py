@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"collection", "remote"},
     {"watch"},
     {"server", "eval", "integrations"},
-    {"mcp"},
+    {"mcp", "tune"},  # tune: the eval harness, collections and the models
     {"cli"},
     {"vlsearch"},  # the package root (public API) and __main__
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +23,10 @@ from .catalog import Catalog
 from .errors import InputError, MediaError, StoreError, VlsearchError
 from .ingest import ExtractOptions, discover, extract_all
 from .ingest.discover import Found
+from .ingest.workers import default_workers
 from .ingest.extractors import piece_item
+from .ingest.item_cache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_BYTES
+from .ingest.item_cache import ItemCache, cache_key
 from .ingest.ocr import resolve_engine
 from .ingest.office import missing_reason, soffice
 from .ingest.archives import SEPARATOR, split_member
@@ -31,7 +35,8 @@ from .ingest.writer import IndexReport, IndexWriter, ProgressCallback
 from .items import Item
 from .locator import Located, Locator
 from .models.contract import QUERY_INSTRUCTION, EmbedderLike, RerankerLike
-from .models.loading import embedder_name, load_embedder, load_reranker, reranker_name
+from .models.loading import embedder_name, is_remote, load_embedder, load_reranker, reranker_name
+from .models.reranker import Reranker
 from .stores import FileEntry, Hit, Record, VectorStore, open_store
 from .stores.filters import parse as parse_filter
 from .version import __version__
@@ -127,6 +132,14 @@ class Collection:
         loaded_embedder, loaded_reranker: models already loaded (shared, e.g. by the server), used
             instead of loading ``model``/``reranker``; the embedder is still checked against the
             collection's fingerprint and dimension.
+        adapter: a LoRA adapter directory for the embedding model (``vlsearch tune``), recorded at the
+            first ``add``; default: the recorded one when ``model`` is the recorded model. It is part of
+            the model's fingerprint: a collection built without it refuses a model with it.
+        reranker_adapter: a LoRA adapter directory for the reranking model.
+        rerank_pixels: the most pixels of an image or page as the reranker sees it (default: the
+            official reranker's 1,843,200); the main lever on reranking time (``bench/README.md``).
+        rerank_cache_bytes: disk kept for rebuilt pages and video segments, so that reranking the
+            same candidates again skips rendering and decoding (``<home>/cache/items``; 0: off).
         catalog: where names are looked up (default: ``Catalog()``, the home directory).
 
     Example:
@@ -139,7 +152,9 @@ class Collection:
                  dim: int | None = None, instruction: str | None = None, create: bool = True,
                  model_options: dict[str, Any] | None = None, loaded_embedder: EmbedderLike | None = None,
                  loaded_reranker: RerankerLike | None = None, store: str | None = None,
-                 catalog: Catalog | None = None) -> None:
+                 catalog: Catalog | None = None, adapter: str | os.PathLike | None = None,
+                 reranker_adapter: str | os.PathLike | None = None, rerank_pixels: int | None = None,
+                 rerank_cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.name = name
         self.catalog = catalog or Catalog()
         self.path = self.catalog.path(name) if create else self.catalog.require(name)
@@ -153,10 +168,15 @@ class Collection:
         self.dim = dim or self.meta.get("dim")
         self.instruction = instruction or self.meta.get("instruction") or QUERY_INSTRUCTION
         self.model_options = model_options or {}
+        recorded = self.meta.get("adapter") if self.model_name == self.meta.get("model") else None
+        self.adapter = str(Path(adapter).expanduser().resolve()) if adapter else recorded
+        self.reranker_adapter = reranker_adapter
         self._embedder: EmbedderLike | None = None
         self._reranker: RerankerLike | None = loaded_reranker
         self._given_embedder = loaded_embedder
         self._has_text: bool | None = None  # whether any item has text (for the default search mode)
+        self.rerank_pixels = rerank_pixels
+        self._items = ItemCache(self.catalog.home / "cache" / "items", rerank_cache_bytes)
 
     # ---------------------------------------------------------------- models
 
@@ -164,22 +184,31 @@ class Collection:
     def embedder(self) -> EmbedderLike:
         """The embedding model, loaded once, checked against the collection's record."""
         if self._embedder is None:
-            embedder = self._given_embedder or load_embedder(self.model_name, **self.model_options)
+            embedder = self._given_embedder or load_embedder(self.model_name, **self.embedder_options)
             known = self.meta.get("fingerprint")
             if known and known != embedder.fingerprint:
+                built = _with_adapter(self.meta.get("model"), self.meta.get("adapter"))
                 raise StoreError(
-                    f"collection {self.name!r} was built with {self.meta.get('model')} (weights {known}); "
-                    f"{self.model_name} has other weights ({embedder.fingerprint}). Use the same model, "
-                    "or index into a new collection")
+                    f"collection {self.name!r} was built with {built} (weights {known}); "
+                    f"{_with_adapter(self.model_name, self.adapter)} has other weights ({embedder.fingerprint}). "
+                    "Use the same model, or index into a new collection")
             if self.dim is not None and not 1 <= self.dim <= embedder.dim:
                 raise InputError(f"dim must be between 1 and {embedder.dim}, not {self.dim}")
             self._embedder = embedder
         return self._embedder
 
     @property
+    def embedder_options(self) -> dict[str, Any]:
+        """Options of the local embedding model: ``model_options`` and the adapter."""
+        return {**self.model_options, **({"adapter": self.adapter} if self.adapter else {})}
+
+    @property
     def reranker(self) -> RerankerLike:
         if self._reranker is None:
-            self._reranker = load_reranker(self.reranker_name, **self.model_options)
+            extra: dict[str, Any] = {"adapter": self.reranker_adapter} if self.reranker_adapter else {}
+            if self.rerank_pixels and not is_remote(self.reranker_name):
+                extra["budget"] = replace(Reranker.default_budget, max_pixels=self.rerank_pixels)
+            self._reranker = load_reranker(self.reranker_name, **self.model_options, **extra)
         return self._reranker
 
     def _record_meta(self, layout: dict[str, Any]) -> None:
@@ -187,7 +216,8 @@ class Collection:
             return
         embedder = self.embedder
         self.dim = self.dim or embedder.dim
-        self.meta = {"model": self.model_name, "fingerprint": embedder.fingerprint, "dim": self.dim,
+        self.meta = {"model": self.model_name, **({"adapter": self.adapter} if self.adapter else {}),
+                     "fingerprint": embedder.fingerprint, "dim": self.dim,
                      "instruction": self.instruction, "layout": layout,
                      "created": datetime.now(timezone.utc).isoformat(), "vlsearch": __version__}
         self.catalog.record_store(self.path, self.store_uri)
@@ -212,7 +242,7 @@ class Collection:
     # ---------------------------------------------------------------- ingestion
 
     def add(self, paths: Sequence[str | os.PathLike], *, include: Sequence[str] = (), exclude: Sequence[str] = (),
-            prune: bool = False, workers: int = 2, options: ExtractOptions | None = None,
+            prune: bool = False, workers: int | None = None, options: ExtractOptions | None = None,
             progress: bool | None = None, batch_items: int = 64, batch_bytes: int | None = 256 * 1024 * 1024,
             retry_failed: bool = False,
             follow_symlinks: bool = True, on_progress: ProgressCallback | None = None,
@@ -226,7 +256,8 @@ class Collection:
             include, exclude: glob patterns on the path relative to each root.
             prune: drop the records of files under ``paths`` that no longer exist (nothing is dropped
                 below a folder, bucket or archive that could not be listed).
-            workers: decoding processes (PDF rendering, video decoding); 0 decodes in-process.
+            workers: decoding processes (PDF rendering, video decoding, OCR, Office conversion); 0 decodes
+                in-process; default: half the cores when the model runs on the CPU, else all but one (at most 16).
             options: how files are cut (pages, video segments, text chunks).
             progress: progress bar; by default only on a terminal.
             batch_items: pieces gathered across files before each embedding call.
@@ -258,6 +289,9 @@ class Collection:
                 if engine == "ray":
                     self._extract_on_ray(writer, todo, options, ray_address)
                 else:
+                    if workers is None:
+                        device = str(getattr(self.embedder, "device", "remote"))
+                        workers = default_workers(model_on_cpu=device == "cpu")
                     writer.consume(extract_all(todo, options, workers=workers))
         if prune:
             report.pruned = self._drop([s for s in known if s not in present and any(under(s, r) for r in roots)
@@ -323,7 +357,7 @@ class Collection:
 
         started = connect(address)
         try:
-            ray_extract_embed(writer, todo, options, model=self.model_name, model_options=self.model_options,
+            ray_extract_embed(writer, todo, options, model=self.model_name, model_options=self.embedder_options,
                               fingerprint=self.meta.get("fingerprint"))
         finally:
             if started:
@@ -414,8 +448,10 @@ class Collection:
         return "hybrid" if self._has_text else "dense"
 
     def _rerank(self, query: Item, results: list[Result], records: list[Record], instruction: str | None) -> None:
-        entries, checked = self.store.files(), {}  # one look-up per search, one check per source
-        docs, notes = zip(*(self._item_of(r, entries, checked) for r in records))
+        entries = self.store.files()  # one look-up per search, one check per source
+        checked = {r.source: _source_changed(r, entries.get(r.source)) for r in records if r.modality != "text"}
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # rebuilds overlap
+            docs, notes = zip(*pool.map(lambda r: self._item_of(r, entries, checked), records))
         query = Item(text=query.text, image=query.image, video=query.video, fps=query.fps)
         scores = self.reranker.score(query, list(docs), instruction=instruction)
         for result, score, note in zip(results, scores, notes):
@@ -436,12 +472,23 @@ class Collection:
         reason = checked[record.source]
         if not reason:
             try:
-                return piece_item(record.source, record.locator, options), ""
+                return self._rebuilt(record), ""
             except VlsearchError as exc:
                 reason = str(exc)
         if not record.thumbnail:
             raise MediaError(f"{record.source}: cannot rebuild item {record.id} for reranking ({reason})")
         return Item(image=record.thumbnail, text=record.text or None), f"reranked on the thumbnail: {reason}"
+
+    def _rebuilt(self, record: Record) -> Item:
+        """A page or segment rebuilt from its source, through the cache of rebuilt items."""
+        if record.modality not in ("pdf_page", "video") or not record.content_hash:
+            return piece_item(record.source, record.locator, self.extract_options())
+        key = cache_key(record.content_hash, record.locator, self.meta.get("layout") or {})
+        item = self._items.get(key)
+        if item is None:
+            item = piece_item(record.source, record.locator, self.extract_options())
+            self._items.put(key, item)
+        return item
 
     # ---------------------------------------------------------------- management
 
@@ -449,12 +496,14 @@ class Collection:
         """The stored records with these ids (with vectors), in the order asked; unknown ids skipped."""
         return self.store.get(ids)
 
-    def model_input(self, record: Record) -> tuple[Item, str]:
+    def model_input(self, record: Record, entries: dict[str, FileEntry] | None = None,
+                    checked: dict[str, str] | None = None) -> tuple[Item, str]:
         """What the models see of a stored record: (item, note). The item is rebuilt from the source
         (a PDF page rendered at the collection's pixel budget, an image, a video segment's frames)
         when the source still holds what was indexed; else it is the thumbnail and the note says why
-        (``MediaError`` when there is no thumbnail either). A text record is its text."""
-        return self._item_of(record)
+        (``MediaError`` when there is no thumbnail either). A text record is its text. ``entries``
+        (``store.files()``) and ``checked`` (a dict, filled here) let many calls check each source once."""
+        return self._item_of(record, entries, checked)
 
     def file_state(self, source: str) -> FileEntry | None:
         """What was indexed from ``source`` (content hash, size, time, done or failed), or None."""
@@ -509,6 +558,10 @@ def _root(path: str | os.PathLike) -> str:
     if split is not None:
         return _root(split[0]) + SEPARATOR + split[1]
     return str(Path(text).expanduser().resolve())
+
+
+def _with_adapter(model: str | None, adapter: str | None) -> str:
+    return f"{model} with adapter {adapter}" if adapter else str(model)
 
 
 def _source_changed(record: Record, entry: FileEntry | None, options: ExtractOptions) -> str:

@@ -32,6 +32,14 @@ class ModelError(VlsearchError):
     """A checkpoint cannot be loaded, or the model failed on a batch."""
 
 
+class ServerUnreachable(ModelError):
+    """A model or vlsearch server cannot be reached, or stopped answering (refused, reset, timed out)."""
+
+
+class Forbidden(VlsearchError):
+    """A server refused the request (HTTP 403): a path outside its roots, a refused origin..."""
+
+
 class StoreError(VlsearchError):
     """The vector store refused an operation or is inconsistent."""
 

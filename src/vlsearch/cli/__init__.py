@@ -11,7 +11,7 @@ from .common import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
 def build_parser() -> argparse.ArgumentParser:
     from . import eval as evaluate
-    from . import index, manage, mcp, parity, search, serve, watch
+    from . import index, manage, mcp, parity, search, serve, tune, watch
 
     parser = argparse.ArgumentParser(
         prog="vlsearch", allow_abbrev=False,
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "with Qwen3-VL-Embedding and Qwen3-VL-Reranker.")
     parser.add_argument("--version", action="version", version=f"vlsearch {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (index, watch, search, manage, serve, mcp, evaluate, parity):
+    for module in (index, watch, search, manage, serve, mcp, evaluate, tune, parity):
         module.register(commands)
     return parser
 
@@ -34,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 error, 2 usage, 3 some files failed)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed (serve --detach passes them on)
     try:
         return int(args.run(args) or EXIT_OK)
     except InputError as exc:

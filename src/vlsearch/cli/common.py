@@ -18,12 +18,35 @@ def model_arguments(parser: argparse.ArgumentParser, reranker: bool = True) -> N
     parser.add_argument("--model", help="embedding model: hub id, directory or server URL (default: "
                                         "$VLSEARCH_EMBEDDER, else the collection's model, else "
                                         "Qwen/Qwen3-VL-Embedding-2B)")
+    parser.add_argument("--adapter", metavar="DIR",
+                        help="LoRA adapter of the embedding model (vlsearch tune), merged in as it loads; part of "
+                             "the model's fingerprint (default: the one the collection recorded, if any)")
     if reranker:
         parser.add_argument("--reranker", help="reranking model (default: $VLSEARCH_RERANKER, else "
                                                "Qwen/Qwen3-VL-Reranker-2B)")
+        reranker_adapter_argument(parser)
     parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: the first GPU if any)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
 
 
+def reranker_adapter_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reranker-adapter", metavar="DIR", help="LoRA adapter of the reranking model (vlsearch tune)")
+
+
 def model_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"device": args.device, "dtype": args.dtype}
+
+
+def resident_arguments(parser: argparse.ArgumentParser) -> None:
+    """--server / --no-server: use a running vlsearch server (models stay loaded), or not."""
+    parser.add_argument("--server", metavar="URL",
+                        help="a running vlsearch server to use (default: $VLSEARCH_SERVER, else the one "
+                             "`vlsearch serve --detach` registered; key from $VLSEARCH_API_KEY); else in-process")
+    parser.add_argument("--no-server", action="store_true", help="work in-process, even when a server runs")
+
+
+def is_name(collection: str) -> bool:
+    """Whether a collection is given by name (a server knows it) rather than by path."""
+    import os
+
+    return os.sep not in collection and not collection.startswith(".")

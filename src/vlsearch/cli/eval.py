@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from .common import command, model_arguments, model_options
+from .common import command, model_arguments, model_options, reranker_adapter_argument, resident_arguments
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -37,6 +37,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
     model_arguments(p, reranker=False)
     p.add_argument("--reranker", help="reranking model (hub id or directory); none by default")
+    resident_arguments(p)
+    reranker_adapter_argument(p)
     p.set_defaults(run=run)
 
 
@@ -52,6 +54,7 @@ def _ints(text: str | None) -> list[int] | None:
 def run(args: argparse.Namespace) -> int:
     from ..eval.runner import EvalOptions, run_eval
     from ..models.loading import embedder_name
+    from .resident import find
 
     if args.list:
         return list_tasks()
@@ -70,8 +73,17 @@ def run(args: argparse.Namespace) -> int:
         media_root=Path(args.media_root) if args.media_root else None,
         queries=Path(args.queries) if args.queries else None, qrels=Path(args.qrels) if args.qrels else None,
         language=args.language,
-        chunk_size=args.chunk_size, quiet=args.quiet, model_options=model_options(args))
-    results = run_eval(args.tasks, options)
+        chunk_size=args.chunk_size, quiet=args.quiet, model_options=model_options(args), adapter=args.adapter,
+        reranker_adapter=args.reranker_adapter)
+    embedder = None
+    server = None if args.no_server or args.model or args.device or args.adapter else find(args.server)
+    if server is not None:  # the server's loaded embedder; the reranker, when asked for, loads here
+        from ..models.remote import RemoteEmbedder
+
+        embedder = RemoteEmbedder(server.url, api_key=server.key)
+        options.model = server.url
+        print(f"vlsearch: embedding with the server at {server.url}", file=sys.stderr)
+    results = run_eval(args.tasks, options, embedder=embedder)
     if not args.quiet:
         print((Path(args.output) / "report.md").read_text(encoding="utf-8"))
     return 0 if results["tasks"] else 1

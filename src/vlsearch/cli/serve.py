@@ -27,6 +27,12 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="the collection watched folders go into (default: default)")
     g.add_argument("--watch-debounce", type=float, default=2.0, metavar="S",
                    help="seconds a file must be left alone before it is indexed (default 2)")
+    g = p.add_argument_group("resident server (search, index and eval use it)")
+    g.add_argument("--detach", action="store_true",
+                   help="run in the background on loopback with a fresh API key, registered for this $VLSEARCH_HOME "
+                        "(server.json, readable by you only; --collections-root defaults to your home directory)")
+    g.add_argument("--status", action="store_true", help="say whether the registered server runs")
+    g.add_argument("--stop", action="store_true", help="stop the registered server")
     p.set_defaults(run=run)
 
 
@@ -36,6 +42,9 @@ def server_arguments(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--port", type=int, default=port, help=f"port (default {port})")
     model_arguments(p)
     p.add_argument("--no-reranker", action="store_true", help="load no reranker (/v1/rerank answers 503)")
+    p.add_argument("--rerank-pixels", type=int, metavar="N",
+                   help="the most pixels of a page or image as the reranker sees it (default 1843200, the official "
+                        "reranker's); fewer rerank faster")
     p.add_argument("--api-key", action="append", default=[], metavar="KEY",
                    help="accepted API key, repeatable (env VLSEARCH_API_KEY, comma-separated)")
     p.add_argument("--collections-root", action="append", default=[], metavar="DIR",
@@ -51,7 +60,8 @@ def server_arguments(p: argparse.ArgumentParser, port: int) -> None:
     g.add_argument("--max-batch-items", type=int, default=64, help="inputs merged per model call (default 64)")
     g.add_argument("--max-queue-items", type=int, default=4096, help="waiting inputs before 503 (default 4096)")
     g.add_argument("--encode-workers", type=int, help="threads decoding requests (default: CPUs, at most 8)")
-    g.add_argument("--ingest-workers", type=int, default=2, help="decoding processes of ingestion jobs (default 2)")
+    g.add_argument("--ingest-workers", type=int,
+                   help="decoding processes of ingestion jobs (default: from the cores, as index)")
     g.add_argument("--torch-threads", type=int, metavar="N",
                    help="torch intra-op threads (default: torch's own; on a small CPU-only machine, 1 leaves the "
                         "other cores to request decoding and avoids thread contention)")
@@ -104,7 +114,8 @@ def server_config(args: argparse.Namespace, binds: bool = True) -> Any:
 
         torch.set_num_threads(max(1, args.torch_threads))
     return ServerConfig(
-        model=args.model, reranker=args.reranker, no_reranker=args.no_reranker, device=args.device,
+        model=args.model, reranker=args.reranker, no_reranker=args.no_reranker, adapter=args.adapter,
+        reranker_adapter=args.reranker_adapter, rerank_pixels=args.rerank_pixels, device=args.device,
         dtype=args.dtype, host=args.host, port=args.port, api_keys=keys,
         collections_roots=tuple(Path(r).expanduser() for r in args.collections_root),
         data_dir=Path(args.data_dir).expanduser() if args.data_dir else None,
@@ -132,6 +143,18 @@ def _watch_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import resident
+
+    if args.status:
+        return resident.status()
+    if args.stop:
+        return resident.stop()
+    if args.detach:
+        resident.check_loopback(args.host)
+        argv = [a for a in args.argv[1:] if a != "--detach"]
+        if not args.collections_root:
+            argv += ["--collections-root", str(Path.home())]
+        return resident.detach(argv, args.host, args.port)
     config = server_config(args)
     if isinstance(config, int):
         return config

@@ -71,8 +71,9 @@ def new_results(version: str, options: Any, embedder: Any, reranker: Any, settin
     return {
         "vlsearch": version, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": options.model if embedder is None else getattr(embedder, "model_id", options.model),
-        "fingerprint": getattr(embedder, "fingerprint", None),
+        "fingerprint": getattr(embedder, "fingerprint", None), "adapter": _adapter(embedder),
         "reranker": None if reranker is None else getattr(reranker, "model_id", options.reranker),
+        "reranker_adapter": _adapter(reranker),
         "reranker_fingerprint": getattr(reranker, "fingerprint", None) if reranker is not None else None,
         "rerank_top": options.rerank_top if reranker is not None else None, "depth": options.depth,
         "limit_queries": options.limit_queries,
@@ -80,6 +81,11 @@ def new_results(version: str, options: Any, embedder: Any, reranker: Any, settin
                       "bytes_per_vector": s.bytes_per_vector} for s in settings],
         "tasks": {}, "aggregates": [],
     }
+
+
+def _adapter(model: Any) -> str | None:
+    info = getattr(model, "adapter", None)
+    return str(info.path) if info is not None else None
 
 
 def task_entry(task: RetrievalTask, spec: TaskSpec | None, options: Any, metrics: list[str]) -> dict[str, Any]:
@@ -139,9 +145,11 @@ def markdown(results: dict[str, Any]) -> str:
     """The report: per task, every configuration's metrics beside the published score; the
     size/accuracy table when several configurations ran; the benchmark averages."""
     lines = ["# vlsearch eval", "",
-             f"- embedder: `{results['model']}` (weights {results['fingerprint']})",
-             f"- reranker: `{results['reranker']}` (top {results['rerank_top']})" if results["reranker"]
-             else "- reranker: none",
+             f"- embedder: `{results['model']}`" + (f" + adapter `{results['adapter']}`" if results.get("adapter") else "")
+             + f" (weights {results['fingerprint']})",
+             f"- reranker: `{results['reranker']}`" + (f" + adapter `{results['reranker_adapter']}`"
+                                                       if results.get("reranker_adapter") else "")
+             + f" (top {results['rerank_top']})" if results["reranker"] else "- reranker: none",
              f"- depth {results['depth']}" + (f", first {results['limit_queries']} queries per task"
                                                if results["limit_queries"] else ""),
              f"- vlsearch {results['vlsearch']}, {results['created']}", "",

@@ -287,10 +287,13 @@ class EvalOptions:
     progress: bool | None = None
     quiet: bool = False
     model_options: dict[str, Any] | None = None
+    adapter: str | None = None
+    reranker_adapter: str | None = None
 
 
-def run_eval(tasks: Sequence[str], options: EvalOptions, *, embedder: Any = None, reranker: Any = None) -> dict:
-    """Evaluate ``tasks`` (registered names or directories); writes ``results.json``,
+def run_eval(tasks: Sequence[str | RetrievalTask], options: EvalOptions, *, embedder: Any = None,
+             reranker: Any = None) -> dict:
+    """Evaluate ``tasks`` (registered names, directories or loaded tasks); writes ``results.json``,
     ``report.md`` and one ``run.trec`` per task and configuration under ``options.output``.
 
     ``embedder`` / ``reranker`` may be given already loaded (else loaded from the options).
@@ -317,7 +320,7 @@ def run_eval(tasks: Sequence[str], options: EvalOptions, *, embedder: Any = None
 
     if embedder is None:
         log(f"loading {options.model}")
-        embedder = load_embedder(options.model, **(options.model_options or {}))
+        embedder = load_embedder(options.model, **_with_adapter(options.model_options, options.adapter))
     dims = list(options.dims or [embedder.dim])
     for d in dims:
         if not 1 <= d <= embedder.dim:
@@ -330,7 +333,7 @@ def run_eval(tasks: Sequence[str], options: EvalOptions, *, embedder: Any = None
         settings.append(Setting(embedder.dim, "float32", "lexical"))
     if options.reranker and reranker is None:
         log(f"loading {options.reranker}")
-        reranker = load_reranker(options.reranker, **(options.model_options or {}))
+        reranker = load_reranker(options.reranker, **_with_adapter(options.model_options, options.reranker_adapter))
     output = Path(options.output)
     output.mkdir(parents=True, exist_ok=True)
     cache_root = Path(options.cache_dir) if options.cache_dir else vlsearch_home() / "eval-cache"
@@ -343,7 +346,11 @@ def run_eval(tasks: Sequence[str], options: EvalOptions, *, embedder: Any = None
     return results
 
 
-def _run_task(name: str, options: EvalOptions, embedder: Any, reranker: Any, settings: list[Setting],
+def _with_adapter(options: dict[str, Any] | None, adapter: str | None) -> dict[str, Any]:
+    return {**(options or {}), **({"adapter": adapter} if adapter else {})}
+
+
+def _run_task(name: str | RetrievalTask, options: EvalOptions, embedder: Any, reranker: Any, settings: list[Setting],
               cache: EmbeddingCache, cache_root: Path, results: dict[str, Any], log: Callable[[str], None],
               show: bool) -> None:
     """One task: embed (cached), rank each setting, rerank, score; adds the task to ``results``."""
@@ -352,8 +359,11 @@ def _run_task(name: str, options: EvalOptions, embedder: Any, reranker: Any, set
 
     output = Path(options.output)
     started = time.perf_counter()
-    task, spec = load_task(name, data_dir=options.data_dir, media_root=options.media_root,
-                           queries=options.queries, qrels=options.qrels, language=options.language)
+    if isinstance(name, RetrievalTask):
+        task, spec = name, None
+    else:
+        task, spec = load_task(name, data_dir=options.data_dir, media_root=options.media_root,
+                               queries=options.queries, qrels=options.qrels, language=options.language)
     task = task.limited(options.limit_queries)
     if task.name in results["tasks"]:  # two directories with the same name
         task = replace(task, name=next(f"{task.name}-{i}" for i in range(2, 10_000)

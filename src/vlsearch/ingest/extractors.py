@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import threading
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ __all__ = ["Piece", "Part", "ExtractOptions", "plan_parts", "extract_part", "ext
            "piece_item", "plan_segments", "chunk_text", "html_to_text", "thumbnail_jpeg", "to_rgb"]
 
 THUMBNAIL_SIDE = 256
+PDFIUM = threading.Lock()  # one PDFium call at a time in a process (extraction workers are processes)
 _ID_TOLERANCE = 5e-4  # record ids give segment times to the millisecond
 
 
@@ -280,10 +282,11 @@ def piece_item(source: str, locator: Locator, options: ExtractOptions | None = N
             if page is None:
                 raise InputError(f"{name}: a pdf_page piece needs its page number")
             document = _as_pdf(source, readable, o) if kind_of(source) == "office" else readable
-            pages = render_pages(document, max_pixels=o.max_pixels, min_pixels=o.min_pixels,  # type: ignore[arg-type]
-                                 max_pages=o.max_pages, limits=o.limits, first=page, last=page)
-            with closing(pages):
-                return Item(image=next(pages).image)
+            with PDFIUM:  # PDFium is not thread-safe: searches reranking at once take turns
+                pages = render_pages(document, max_pixels=o.max_pixels, min_pixels=o.min_pixels,  # type: ignore[arg-type]
+                                     max_pages=o.max_pages, limits=o.limits, first=page, last=page)
+                with closing(pages):
+                    return Item(image=next(pages).image)
         if modality == "image":
             return Item(image=to_rgb(load_image(readable, o.limits)))
         if modality == "video":

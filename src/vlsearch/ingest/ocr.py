@@ -160,9 +160,20 @@ def engine(name: str, lang: str | None) -> Engine:
     return ENGINES[name](lang)
 
 
+def blank(image: Image.Image) -> bool:
+    """Whether a picture is (nearly) one flat tone, or too small for a line of text: nothing to read."""
+    if min(image.size) < 8:
+        return True
+    low, high = image.convert("L").getextrema()
+    return high - low < 24
+
+
 def read_text(image: Image.Image, name: str, lang: str | None) -> tuple[str, dict[str, Any]]:
     """(text, metadata) of one picture: the text read and ``{"ocr": {...words}}``, or ``{"ocr_error": why}``
-    when the engine is missing or cannot read it (the picture is still embedded)."""
+    when the engine is missing or cannot read it (the picture is still embedded). A blank picture is
+    not read: no text, no error."""
+    if blank(image):
+        return "", {}
     try:
         found = engine(name, lang).read(image)
     except (InputError, MediaError, MissingExtraError) as exc:

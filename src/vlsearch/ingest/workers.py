@@ -23,7 +23,7 @@ from ..errors import VlsearchError
 from .discover import Found
 from .extractors import ExtractOptions, Part, Piece, extract_part, plan_parts
 
-__all__ = ["ExtractResult", "extract_all", "CRASHED", "CRASH_HOOK_ENV"]
+__all__ = ["ExtractResult", "extract_all", "default_workers", "CRASHED", "CRASH_HOOK_ENV"]
 
 CRASHED = "decoder crashed (worker process died)"
 
@@ -64,6 +64,13 @@ class ExtractResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def default_workers(model_on_cpu: bool = True) -> int:
+    """Decoding processes for this machine: the cores the model does not need (half of them when it
+    runs on the CPU, all but one when it runs elsewhere: a GPU or a model server), at most 16."""
+    cores = os.cpu_count() or 1
+    return max(1, min(16, cores // 2 if model_on_cpu else cores - 1))
 
 
 def _crash_hook(path: str, part: int | None) -> None:

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 from ..media.images import MediaLimits
+from .adapters import AdapterInfo, apply_adapter, check_base, combined_fingerprint, read_adapter
 from .batching import collate, last_token, plan_batches, run_with_backoff
 from .qwen3vl import (Encoded, VisionBudget, checkpoint_fingerprint, encode_each, load_backbone, pick_device,
                       pick_dtype, resolve_checkpoint)
@@ -34,6 +35,8 @@ class Qwen3VLBase:
         workers: threads that decode and preprocess media ahead of the model.
         prefetch_bytes: encoded inputs (pixels, as float tensors) held ahead of the model, in bytes
             (default 256 MiB: six full-budget pages, 44 MB each); ``None`` bounds by count alone.
+        adapter: a LoRA adapter directory (``vlsearch tune``), merged into the weights as they load;
+            refused when it was trained on other weights. It is part of ``fingerprint``.
     """
 
     default_budget = VisionBudget()
@@ -53,6 +56,7 @@ class Qwen3VLBase:
         workers: int | None = None,
         batch_invariant: bool = True,
         prefetch_bytes: int | None = 256 * 1024 * 1024,
+        adapter: str | os.PathLike | None = None,
     ) -> None:
         from .invariant import make_batch_invariant, register_rowwise_attention
 
@@ -67,6 +71,13 @@ class Qwen3VLBase:
         self.prefetch_bytes = prefetch_bytes
         attn = attn_implementation or register_rowwise_attention()
         self.model, self.processor = load_backbone(self.path, self.device, self.dtype, attn)
+        self.base_fingerprint = checkpoint_fingerprint(self.path)
+        self.adapter: AdapterInfo | None = None
+        if adapter is not None:
+            # merged before the linear layers turn batch-invariant: inference sees plain weights
+            self.adapter = read_adapter(adapter)
+            check_base(self.adapter, self.model_id, self.base_fingerprint)
+            self.model = apply_adapter(self.model, self.adapter).eval()
         self.batch_invariant = batch_invariant
         if batch_invariant:
             make_batch_invariant(self.model)
@@ -77,8 +88,10 @@ class Qwen3VLBase:
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the checkpoint's weights (see ``checkpoint_fingerprint``)."""
-        return checkpoint_fingerprint(self.path)
+        """Identifies the weights: the checkpoint's (see ``checkpoint_fingerprint``), with the adapter's."""
+        if self.adapter is None:
+            return self.base_fingerprint
+        return combined_fingerprint(self.base_fingerprint, self.adapter.fingerprint)
 
     @property
     def hidden_size(self) -> int:

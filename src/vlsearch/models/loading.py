@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
+from ..errors import InputError, ModelError
 from .contract import EmbedderLike, RerankerLike
 
 DEFAULT_EMBEDDER = "Qwen/Qwen3-VL-Embedding-2B"
@@ -51,6 +51,7 @@ def load_embedder(name: str | None = None, **options: Any) -> EmbedderLike:
     if is_remote(name):
         from .remote import RemoteEmbedder
 
+        _no_adapter(name, options)
         return RemoteEmbedder(name, api_key=os.environ.get(API_KEY_ENV))
     return _family_class(name, 0)(name, **options)
 
@@ -61,8 +62,15 @@ def load_reranker(name: str | None = None, **options: Any) -> RerankerLike:
     if is_remote(name):
         from .remote import RemoteReranker
 
+        _no_adapter(name, options)
         return RemoteReranker(name, api_key=os.environ.get(API_KEY_ENV))
     return _family_class(name, 1)(name, **options)
+
+
+def _no_adapter(name: str, options: dict[str, Any]) -> None:
+    if options.get("adapter"):
+        raise InputError(f"{name}: an adapter applies to a local model, not to a model server "
+                         "(load it where the model runs: vlsearch serve --adapter DIR)")
 
 
 def _family_class(name: str, role: int) -> Any:

@@ -319,19 +319,44 @@ def encode_each(count: int, encode: Callable[[int], Encoded], pool: Any, workers
             future.cancel()
 
 
+MERGED_KEY = "vlsearch_merged"  # config.json of a checkpoint with an adapter merged in (models/adapters.py)
+
+
+def _first_weights(path: Path) -> bytes:
+    """The first MiB of weights of the first shard (its header skipped: it holds names and offsets)."""
+    shards = sorted(path.glob("*.safetensors"))
+    if not shards:
+        return b""
+    with open(shards[0], "rb") as f:
+        header = int.from_bytes(f.read(8), "little")
+        f.seek(8 + header)
+        return f.read(1 << 20)
+
+
+def weights_digest(path: Path) -> str:
+    """Hash of the first MiB of a checkpoint's weights."""
+    import hashlib
+
+    return hashlib.sha256(_first_weights(path)).hexdigest()
+
+
 def checkpoint_fingerprint(path: Path) -> str:
     """A short hash that tells checkpoints apart: config plus the first MiB of the first weight file.
 
     Two directories (or a hub id and a copy) of the same checkpoint share it; checkpoints with
-    the same architecture but other weights do not.
+    the same architecture but other weights do not. A checkpoint written by
+    ``adapters.merge_checkpoint`` has the fingerprint of its base with the adapter, as long as
+    its weights are the ones it was written with.
     """
     import hashlib
+    import json
 
-    digest = hashlib.sha256((path / "config.json").read_bytes() if (path / "config.json").exists() else b"")
-    shards = sorted(path.glob("*.safetensors"))
-    if shards:
-        with open(shards[0], "rb") as f:
-            header = int.from_bytes(f.read(8), "little")
-            f.seek(8 + header)  # skip the header: it holds names and offsets, not weights
-            digest.update(f.read(1 << 20))
-    return digest.hexdigest()[:16]
+    config = (path / "config.json").read_bytes() if (path / "config.json").exists() else b""
+    if MERGED_KEY.encode() in config:
+        try:
+            merged = json.loads(config).get(MERGED_KEY) or {}
+        except ValueError:
+            merged = {}
+        if isinstance(merged, dict) and merged.get("fingerprint") and merged.get("weights") == weights_digest(path):
+            return str(merged["fingerprint"])
+    return hashlib.sha256(config + _first_weights(path)).hexdigest()[:16]

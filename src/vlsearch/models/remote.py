@@ -23,7 +23,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import CollectionNotFound, InputError, ModelError, StoreError, VlsearchError, each_item, in_context
+from ..errors import (CollectionNotFound, Forbidden, InputError, ModelError, ServerUnreachable, StoreError,
+                      VlsearchError, each_item, in_context)
 from ..items import Item, split_videos
 from ..media.images import MediaLimits
 from ..wire import content_parts, is_text
@@ -82,10 +83,11 @@ class ApiClient:
         except urllib.error.HTTPError as exc:
             message, code = _error_message(exc.read())
             kind = (InputError if exc.code in (400, 413, 422) else CollectionNotFound if code == "collection_not_found"
-                    else StoreError if exc.code == 409 else ModelError)
-            raise kind(f"{url}: HTTP {exc.code}: {message}") from None
+                    else StoreError if exc.code == 409 else Forbidden if exc.code == 403 else ModelError)
+            hint = " (give the server's key in $VLSEARCH_API_KEY)" if exc.code == 401 else ""
+            raise kind(f"{url}: HTTP {exc.code}: {message}{hint}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise ModelError(f"{url}: cannot reach the model server ({getattr(exc, 'reason', exc)})") from None
+            raise ServerUnreachable(f"{url}: cannot reach the model server ({getattr(exc, 'reason', exc)})") from None
         except json.JSONDecodeError:
             raise ModelError(f"{url}: the answer is not JSON") from None
 

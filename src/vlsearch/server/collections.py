@@ -61,7 +61,7 @@ class Collections:
         return Collection(name, catalog=self.catalog, model=self.embedder.model_id, create=create,
                           reranker=self.reranker.model_id if self.reranker else None,
                           loaded_embedder=self.ingest_embedder if background else self.embedder,
-                          loaded_reranker=self.reranker)
+                          loaded_reranker=self.reranker, adapter=self.models.adapter)
 
     def get(self, name: str) -> Collection:
         """The cached ``Collection`` for searches (dropped when a job changes it)."""

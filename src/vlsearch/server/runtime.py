@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from typing import Any, Callable, Sequence
@@ -38,10 +39,13 @@ class Models:
     def __init__(self, config: ServerConfig, observer: BatchObserver | None = None, *,
                  embedder: Embedder | None = None, reranker: Reranker | None = None) -> None:
         options: dict[str, Any] = {"device": config.device, "dtype": config.dtype, "limits": config.media_limits()}
-        self.embedder = embedder or Embedder(embedder_name(config.model), **options)
+        self.embedder = embedder or Embedder(embedder_name(config.model), adapter=config.adapter, **options)
         self.reranker: Reranker | None = None
         if not config.no_reranker:
-            self.reranker = reranker or Reranker(reranker_name(config.reranker), **options)
+            budget = replace(Reranker.default_budget, max_pixels=config.rerank_pixels or
+                             Reranker.default_budget.max_pixels)
+            self.reranker = reranker or Reranker(reranker_name(config.reranker), adapter=config.reranker_adapter,
+                                                 budget=budget, **options)
         self.embedder_name = config.served_model_name or display_name(self.embedder.model_id)
         self.reranker_name = (config.served_reranker_name or display_name(self.reranker.model_id)
                               if self.reranker else None)
@@ -59,6 +63,12 @@ class Models:
     @cached_property
     def fingerprint(self) -> str:
         return self.embedder.fingerprint
+
+    @property
+    def adapter(self) -> str | None:
+        """The embedder's adapter directory, if it has one (recorded by the collections it builds)."""
+        info = getattr(self.embedder, "adapter", None)
+        return str(info.path) if info is not None else None
 
     # ------------------------------------------------------------ model worker side
 
@@ -138,6 +148,7 @@ class BatchedEmbedder(EmbedderBase):
         self._models, self._background = models, background
         self.model_id = models.embedder.model_id
         self.dim = models.embedder.dim
+        self.device = models.embedder.device
 
     @property
     def fingerprint(self) -> str:
