@@ -449,7 +449,9 @@ class Collection:
 
     def _rerank(self, query: Item, results: list[Result], records: list[Record], instruction: str | None) -> None:
         entries = self.store.files()  # one look-up per search, one check per source
-        checked = {r.source: _source_changed(r, entries.get(r.source)) for r in records if r.modality != "text"}
+        options = self.extract_options()
+        checked = {r.source: _source_changed(r, entries.get(r.source), options)
+                   for r in records if r.modality != "text"}
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # rebuilds overlap
             docs, notes = zip(*pool.map(lambda r: self._item_of(r, entries, checked), records))
         query = Item(text=query.text, image=query.image, video=query.video, fps=query.fps)
