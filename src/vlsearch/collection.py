@@ -22,12 +22,15 @@ import numpy as np
 from .catalog import Catalog
 from .errors import InputError, MediaError, StoreError, VlsearchError
 from .ingest import ExtractOptions, discover, extract_all
+from .ingest.discover import Found
 from .ingest.workers import default_workers
-from .ingest.discover import Found, content_hash
 from .ingest.extractors import piece_item
 from .ingest.item_cache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_BYTES
 from .ingest.item_cache import ItemCache, cache_key
 from .ingest.ocr import resolve_engine
+from .ingest.office import missing_reason, soffice
+from .ingest.archives import SEPARATOR, split_member
+from .ingest.sources import changed_reason, fingerprint, is_uri, under
 from .ingest.writer import IndexReport, IndexWriter, ProgressCallback
 from .items import Item
 from .locator import Located, Locator
@@ -247,11 +250,14 @@ class Collection:
         """Index new and changed files under ``paths``; failures are recorded, never fatal.
 
         Args:
-            paths: files or directories (searched recursively).
+            paths: files or directories (searched recursively), bucket URIs (``s3://bucket/prefix``,
+                ``gs://``, ``az://``; credentials from the cloud's own chain) and archives (their
+                members are indexed as ``archive.zip!/member``).
             include, exclude: glob patterns on the path relative to each root.
-            prune: drop the records of files under ``paths`` that no longer exist.
-            workers: decoding processes (PDF rendering, video decoding, OCR); 0 decodes in-process;
-                default: half the cores when the model runs on the CPU, else all but one (at most 16).
+            prune: drop the records of files under ``paths`` that no longer exist (nothing is dropped
+                below a folder, bucket or archive that could not be listed).
+            workers: decoding processes (PDF rendering, video decoding, OCR, Office conversion); 0 decodes
+                in-process; default: half the cores when the model runs on the CPU, else all but one (at most 16).
             options: how files are cut (pages, video segments, text chunks).
             progress: progress bar; by default only on a terminal.
             batch_items: pieces gathered across files before each embedding call.
@@ -272,12 +278,13 @@ class Collection:
         options = self.extract_options(options)
         self._record_meta(_layout(options))
         known = self.store.files()
-        roots = [str(Path(p).expanduser().resolve()) for p in paths]
+        roots = [_root(p) for p in paths]
         with IndexWriter(self.store, self.embedder, self.dim, report, batch_items=batch_items,
                          batch_bytes=batch_bytes, progress=progress, on_progress=on_progress) as writer:
-            todo, present = self._changes(paths, include, exclude, follow_symlinks, retry_failed, known, writer)
+            todo, present, blind = self._changes(roots, include, exclude, follow_symlinks, retry_failed, known,
+                                                 writer, options)
             if todo:
-                writer.previous = {str(f.path) for f, _ in todo if str(f.path) in known}
+                writer.previous = {f.source for f, _ in todo if f.source in known}
                 writer.start(len(todo))
                 if engine == "ray":
                     self._extract_on_ray(writer, todo, options, ray_address)
@@ -287,30 +294,35 @@ class Collection:
                         workers = default_workers(model_on_cpu=device == "cpu")
                     writer.consume(extract_all(todo, options, workers=workers))
         if prune:
-            gone = [s for s in known if s not in present and any(_under(s, r) for r in roots)]
-            if gone:
-                self.store.delete(sources=gone)
-                self.store.forget_files(gone)
-                report.pruned = len(gone)
+            report.pruned = self._drop([s for s in known if s not in present and any(under(s, r) for r in roots)
+                                        and not any(under(s, b) for b in blind)])
         self.store.optimize()
         report.seconds = time.perf_counter() - started
         return report
 
-    def _changes(self, paths: Sequence[str | os.PathLike], include: Sequence[str], exclude: Sequence[str],
+    def _changes(self, roots: Sequence[str], include: Sequence[str], exclude: Sequence[str],
                  follow_symlinks: bool, retry_failed: bool, known: dict[str, FileEntry],
-                 writer: IndexWriter) -> tuple[list[tuple[Found, str]], set[str]]:
-        """Discover the files under ``paths`` and sort them: unchanged (by size and time, else by
-        hash), failed before, or to index (with their content hash). Returns (to index, every source seen)."""
-        report, todo, present = writer.report, [], set()
-        for found in discover([Path(p).expanduser() for p in paths], include, exclude, follow_symlinks):
+                 writer: IndexWriter, options: ExtractOptions) -> tuple[list[tuple[Found, str]], set[str], set[str]]:
+        """Discover the files under ``roots`` and sort them: unchanged (by size and time, else by
+        fingerprint: content hash or object tag), failed before, or to index (with their fingerprint).
+        Returns (to index, every source seen, folders that could not be listed)."""
+        report, todo, present, blind = writer.report, [], set(), set()
+        office = soffice() is not None
+        for found in discover(roots, include, exclude, follow_symlinks, options.archives, options.limits):
             report.seen += 1
-            source = str(found.path)
+            source = found.source
             present.add(source)
             if found.error:
-                writer.failed(source, found.error)
+                if found.folder:
+                    blind.add(source)
+                writer.failed(source, found.error, found=found)
                 continue
             if found.kind is None:
                 report.skipped += 1
+                continue
+            if found.kind == "office" and not office:
+                report.skipped += 1
+                report.not_read.append((source, missing_reason()))
                 continue
             entry = known.get(source)
             same_stat = entry is not None and (entry.size, entry.mtime) == (found.size, found.mtime)
@@ -321,9 +333,9 @@ class Collection:
                 report.failed_before += 1
                 continue
             try:
-                digest = content_hash(found.path)
+                digest = fingerprint(found, options.limits, options.archives)
             except VlsearchError as exc:
-                writer.failed(source, str(exc))
+                writer.failed(source, str(exc), found=found)
                 continue
             if entry and entry.status == "done" and entry.content_hash == digest:  # touched, not changed
                 writer.unchanged(FileEntry(source, digest, entry.items, "done", "", found.mtime, found.size))
@@ -336,7 +348,7 @@ class Collection:
             else:
                 report.retried += 1
             todo.append((found, digest))
-        return todo, present
+        return todo, present, blind
 
     def _extract_on_ray(self, writer: IndexWriter, todo: list[tuple[Found, str]], options: ExtractOptions,
                         address: str | None) -> None:
@@ -437,7 +449,9 @@ class Collection:
 
     def _rerank(self, query: Item, results: list[Result], records: list[Record], instruction: str | None) -> None:
         entries = self.store.files()  # one look-up per search, one check per source
-        checked = {r.source: _source_changed(r, entries.get(r.source)) for r in records if r.modality != "text"}
+        options = self.extract_options()
+        checked = {r.source: _source_changed(r, entries.get(r.source), options)
+                   for r in records if r.modality != "text"}
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # rebuilds overlap
             docs, notes = zip(*pool.map(lambda r: self._item_of(r, entries, checked), records))
         query = Item(text=query.text, image=query.image, video=query.video, fps=query.fps)
@@ -454,8 +468,9 @@ class Collection:
         if record.modality == "text":
             return Item(text=record.text), ""
         checked = {} if checked is None else checked
+        options = self.extract_options()
         if record.source not in checked:
-            checked[record.source] = _source_changed(record, (entries or {}).get(record.source))
+            checked[record.source] = _source_changed(record, (entries or {}).get(record.source), options)
         reason = checked[record.source]
         if not reason:
             try:
@@ -497,12 +512,25 @@ class Collection:
         return self.store.files().get(source)
 
     def delete(self, ids: Sequence[str] | None = None, sources: Sequence[str] | None = None) -> int:
-        """Remove items by id, or every item of the given source files; returns how many."""
-        resolved = [str(Path(s).expanduser().resolve()) for s in sources or ()]
+        """Remove items by id, or every item of the given sources (local paths, object URIs, archive
+        members); returns how many."""
+        resolved = [_root(s) for s in sources or ()]
         removed = self.store.delete(ids=ids, sources=resolved or None)
         if resolved:
             self.store.forget_files(resolved)
         return removed
+
+    def forget_under(self, paths: Sequence[str | os.PathLike]) -> int:
+        """Drop the items and file states of every source at or below ``paths`` (files, folders, archives,
+        bucket prefixes), e.g. after they were deleted; returns how many sources were dropped."""
+        roots = [_root(p) for p in paths]
+        return self._drop([s for s in self.store.files() if any(under(s, r) for r in roots)])
+
+    def _drop(self, sources: list[str]) -> int:
+        if sources:
+            self.store.delete(sources=sources)
+            self.store.forget_files(sources)
+        return len(sources)
 
     def info(self) -> dict[str, Any]:
         """Model, dimension, instruction, counts by status, failures."""
@@ -522,26 +550,25 @@ def _layout(options: ExtractOptions) -> dict[str, Any]:
     return {name: getattr(options, name) for name in LAYOUT_FIELDS}
 
 
+def _root(path: str | os.PathLike) -> str:
+    """A path as sources name it: a bucket URI as given, a local path absolute with links resolved
+    (an archive member: its archive's path resolved)."""
+    text = os.fspath(path)
+    if is_uri(text):
+        return text.rstrip("/")
+    split = split_member(text)
+    if split is not None:
+        return _root(split[0]) + SEPARATOR + split[1]
+    return str(Path(text).expanduser().resolve())
+
+
 def _with_adapter(model: str | None, adapter: str | None) -> str:
     return f"{model} with adapter {adapter}" if adapter else str(model)
 
 
-def _under(source: str, root: str) -> bool:
-    return source == root or source.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def _source_changed(record: Record, entry: FileEntry | None) -> str:
+def _source_changed(record: Record, entry: FileEntry | None, options: ExtractOptions) -> str:
     """Empty when the source still holds what was indexed, else why not. Size and time as
-    recorded settle it without reading the file; otherwise the content hash does."""
-    try:
-        stat = os.stat(record.source)
-        if entry is not None and entry.content_hash == record.content_hash and \
-                (stat.st_size, stat.st_mtime) == (entry.size, entry.mtime):
-            return ""
-        if content_hash(record.source) == record.content_hash:
-            return ""
-    except OSError:
-        pass
-    except VlsearchError as exc:
-        return str(exc)
-    return "source changed or missing since indexing"
+    recorded settle it without reading the source; otherwise the fingerprint does."""
+    same = entry is not None and entry.content_hash == record.content_hash
+    return changed_reason(record.source, record.content_hash, entry.size if same else None,  # type: ignore[union-attr]
+                          entry.mtime if same else None, options.limits, options.archives)

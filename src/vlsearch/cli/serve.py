@@ -19,6 +19,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Serve /v1/embeddings (OpenAI), /v1/rerank (Cohere/Jina), /v1/collections, /health and "
                     "/metrics. The models load once at start-up; concurrent requests share model batches.")
     server_arguments(p, port=8000)
+    g = p.add_argument_group("watching (pip install 'vlsearch[watch]')")
+    g.add_argument("--watch", action="append", default=[], metavar="PATH",
+                   help="keep this folder indexed (repeatable): a first incremental pass, then its changes; the "
+                        "state shows in /v1/collections/NAME and on the web page")
+    g.add_argument("--watch-collection", default="default", metavar="NAME",
+                   help="the collection watched folders go into (default: default)")
+    g.add_argument("--watch-debounce", type=float, default=2.0, metavar="S",
+                   help="seconds a file must be left alone before it is indexed (default 2)")
     g = p.add_argument_group("resident server (search, index and eval use it)")
     g.add_argument("--detach", action="store_true",
                    help="run in the background on loopback with a fresh API key, registered for this $VLSEARCH_HOME "
@@ -96,10 +104,11 @@ def server_config(args: argparse.Namespace, binds: bool = True) -> Any:
               "use the models and read the collections. Give --api-key KEY (or $VLSEARCH_API_KEY), or bind "
               "127.0.0.1", file=sys.stderr)
         return EXIT_USAGE
-    for root in args.collections_root:
-        if not Path(root).expanduser().is_dir():
-            print(f"vlsearch: error: --collections-root {root}: not a directory", file=sys.stderr)
-            return EXIT_USAGE
+    for option, folders in (("--collections-root", args.collections_root), ("--watch", getattr(args, "watch", []))):
+        for root in folders:
+            if not Path(root).expanduser().is_dir():
+                print(f"vlsearch: error: {option} {root}: not a directory", file=sys.stderr)
+                return EXIT_USAGE
     if args.torch_threads:
         import torch
 
@@ -118,7 +127,19 @@ def server_config(args: argparse.Namespace, binds: bool = True) -> Any:
         max_image_pixels=args.max_image_pixels, max_video_seconds=args.max_video_seconds,
         max_video_frames=args.max_video_frames, ingest_workers=args.ingest_workers,
         served_model_name=args.served_model_name, served_reranker_name=args.served_reranker_name,
-        allowed_hosts=tuple(args.allow_host), read_timeout=args.read_timeout, max_connections=args.max_connections)
+        allowed_hosts=tuple(args.allow_host), read_timeout=args.read_timeout, max_connections=args.max_connections,
+        **_watch_options(args))
+
+
+def _watch_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``serve``'s watch options (``mcp`` has none)."""
+    if not getattr(args, "watch", None):
+        return {}
+    from ..catalog import check_name
+
+    check_name(args.watch_collection)
+    return {"watch_paths": tuple(Path(p).expanduser().resolve() for p in args.watch),
+            "watch_collection": args.watch_collection, "watch_debounce": args.watch_debounce}
 
 
 def run(args: argparse.Namespace) -> int:

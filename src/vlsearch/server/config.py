@@ -59,6 +59,10 @@ class ServerConfig:
         max_image_pixels, max_video_seconds, max_video_frames: media caps, checked before decoding.
         ingest_workers: decoding processes of ingestion jobs (0: in the job's thread; default: from
             the cores, as ``Collection.add``).
+        watch_paths: folders the server keeps indexed into ``watch_collection`` (``serve --watch``): a
+            first incremental pass, then their changes, each batch as an ingestion job.
+        watch_collection: the collection the watched folders go into.
+        watch_debounce: seconds a file must be left alone before it is indexed.
         served_model_name, served_reranker_name: names reported by the API (default: the hub id,
             or the directory's name, so no server path is shown).
     """
@@ -96,6 +100,9 @@ class ServerConfig:
     max_video_seconds: float = 3600.0
     max_video_frames: int = 216_000  # an hour at 60 fps
     ingest_workers: int | None = None
+    watch_paths: tuple[Path, ...] = ()
+    watch_collection: str = "default"
+    watch_debounce: float = 2.0
     served_model_name: str | None = None
     served_reranker_name: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
