@@ -14,6 +14,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 from media_files import make_media  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_home(tmp_path_factory):
+    """Nothing a test writes reaches the user's ``~/.vlsearch`` (collections, the cache of rebuilt items)."""
+    previous = os.environ.get("VLSEARCH_HOME")
+    os.environ["VLSEARCH_HOME"] = str(tmp_path_factory.mktemp("vlsearch-home"))
+    yield
+    if previous is None:
+        os.environ.pop("VLSEARCH_HOME", None)
+    else:
+        os.environ["VLSEARCH_HOME"] = previous
+
+
 @pytest.fixture(scope="session")
 def embedder_path(tmp_path_factory) -> Path:
     from vlsearch.testing import build_checkpoint

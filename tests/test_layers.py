@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
     {"ingest"},
     {"catalog"},
     {"collection", "remote"},
+    {"watch"},
     {"server", "eval", "integrations"},
     {"mcp", "tune"},  # tune: the eval harness, collections and the models
     {"cli"},

@@ -6,9 +6,12 @@ p50/p99 latency (``pytest -s`` shows them). The longer version, with options, is
 ``bench/bench_server.py``.
 
 On 2 CPU cores with the tiny checkpoint, a forward pass costs about as much as the HTTP,
-decoding and tokenisation work around it, which batching cannot share, so the gain measured here
-is modest (about 1.5-2x); the assertion checks that merging happens and pays. Where the model
-dominates (a GPU, a real checkpoint), ``VLSEARCH_LOAD_MIN_RATIO`` raises the bar.
+decoding and tokenisation work around it, which batching cannot share; and batch invariance
+(per-input GEMMs, see docs/DESIGN.md) means a merged CPU batch costs nearly the sum of its parts.
+The gain measured here is therefore modest (1.1-1.4x, depending on what else the machine runs),
+so the default assertion checks that requests are merged and that merging does not cost
+throughput. Where the model dominates (a GPU, a real checkpoint), ``VLSEARCH_LOAD_MIN_RATIO``
+raises the bar.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from vlsearch.server import ServerConfig  # noqa: E402
 
 CLIENTS = 16
 ROUNDS = 3
-MIN_RATIO = float(os.environ.get("VLSEARCH_LOAD_MIN_RATIO", "1.3"))
+MIN_RATIO = float(os.environ.get("VLSEARCH_LOAD_MIN_RATIO", "1.0"))
 
 
 @pytest.fixture()

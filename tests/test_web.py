@@ -292,3 +292,45 @@ def test_api_key_is_sent_and_kept(browser, embedder_path, tmp_path, corpus):
         page.wait_for_function("() => document.querySelector('#player-video').readyState >= 1", timeout=15000)
         assert page.evaluate("document.querySelector('#player-video').src").startswith("blob:")
         context.close()
+
+
+def test_watched_collection_state_and_source_names(browser, embedder_path, tmp_path, monkeypatch):
+    """``serve --watch``: the page shows the watcher's state and follows it; cards name a bucket object by
+    its URI and an archive member from its archive down."""
+    from source_helpers import AWS_VARIABLES, moto_server, s3_client, s3_environment, zip_bytes
+    from vlsearch.collection import Collection
+
+    pytest.importorskip("watchdog")
+    pytest.importorskip("moto")
+    home, folder = tmp_path / "home", tmp_path / "watched"
+    folder.mkdir()
+    (folder / "pack.zip").write_bytes(zip_bytes({"dir/memo.txt": b"A memo about walruses."}))
+    config = ServerConfig(model=str(embedder_path), no_reranker=True, home=home, ingest_workers=0,
+                          watch_paths=(folder,), watch_collection="live", watch_debounce=0.3)
+    with moto_server() as endpoint:
+        for name in AWS_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in s3_environment(endpoint).items():
+            monkeypatch.setenv(name, value)
+        s3_client(endpoint).create_bucket(Bucket="web-bucket")
+        s3_client(endpoint).put_object(Bucket="web-bucket", Key="docs/seals.txt", Body=b"A note about seals.")
+        Collection(str(home / "collections" / "cloud"), model=str(embedder_path)).add(["s3://web-bucket/docs"],
+                                                                                     workers=0)
+        with serve(config) as running:
+            context = browser.new_context(base_url=running.url)
+            page = context.new_page()
+            page.goto("/")
+            page.wait_for_selector("#collection option[value=live]", state="attached")
+            page.select_option("#collection", "live")
+            page.wait_for_function("() => /1 indexed/.test(document.querySelector('#watch-info').textContent)")
+            assert "watching 1 folder" in page.text_content("#watch-info")
+            run_search(page, query="walruses")
+            assert page.locator("#results .source").all_text_contents() == ["pack.zip!/dir/memo.txt"]
+            (folder / "new.txt").write_text("A new note about walruses.")
+            page.wait_for_function("() => /2 indexed/.test(document.querySelector('#watch-info').textContent)",
+                                   timeout=30000)
+            page.select_option("#collection", "cloud")
+            page.wait_for_selector("#watch-info", state="hidden")
+            run_search(page, query="seals")
+            assert page.locator("#results .source").all_text_contents() == ["s3://web-bucket/docs/seals.txt"]
+            context.close()

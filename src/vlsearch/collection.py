@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,14 +22,21 @@ import numpy as np
 from .catalog import Catalog
 from .errors import InputError, MediaError, StoreError, VlsearchError
 from .ingest import ExtractOptions, discover, extract_all
-from .ingest.discover import Found, content_hash
+from .ingest.discover import Found
+from .ingest.workers import default_workers
 from .ingest.extractors import piece_item
+from .ingest.item_cache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_BYTES
+from .ingest.item_cache import ItemCache, cache_key
 from .ingest.ocr import resolve_engine
+from .ingest.office import missing_reason, soffice
+from .ingest.archives import SEPARATOR, split_member
+from .ingest.sources import changed_reason, fingerprint, is_uri, under
 from .ingest.writer import IndexReport, IndexWriter, ProgressCallback
 from .items import Item
 from .locator import Located, Locator
 from .models.contract import QUERY_INSTRUCTION, EmbedderLike, RerankerLike
-from .models.loading import embedder_name, load_embedder, load_reranker, reranker_name
+from .models.loading import embedder_name, is_remote, load_embedder, load_reranker, reranker_name
+from .models.reranker import Reranker
 from .stores import FileEntry, Hit, Record, VectorStore, open_store
 from .stores.filters import parse as parse_filter
 from .version import __version__
@@ -128,6 +136,10 @@ class Collection:
             first ``add``; default: the recorded one when ``model`` is the recorded model. It is part of
             the model's fingerprint: a collection built without it refuses a model with it.
         reranker_adapter: a LoRA adapter directory for the reranking model.
+        rerank_pixels: the most pixels of an image or page as the reranker sees it (default: the
+            official reranker's 1,843,200); the main lever on reranking time (``bench/README.md``).
+        rerank_cache_bytes: disk kept for rebuilt pages and video segments, so that reranking the
+            same candidates again skips rendering and decoding (``<home>/cache/items``; 0: off).
         catalog: where names are looked up (default: ``Catalog()``, the home directory).
 
     Example:
@@ -141,7 +153,8 @@ class Collection:
                  model_options: dict[str, Any] | None = None, loaded_embedder: EmbedderLike | None = None,
                  loaded_reranker: RerankerLike | None = None, store: str | None = None,
                  catalog: Catalog | None = None, adapter: str | os.PathLike | None = None,
-                 reranker_adapter: str | os.PathLike | None = None) -> None:
+                 reranker_adapter: str | os.PathLike | None = None, rerank_pixels: int | None = None,
+                 rerank_cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.name = name
         self.catalog = catalog or Catalog()
         self.path = self.catalog.path(name) if create else self.catalog.require(name)
@@ -162,6 +175,8 @@ class Collection:
         self._reranker: RerankerLike | None = loaded_reranker
         self._given_embedder = loaded_embedder
         self._has_text: bool | None = None  # whether any item has text (for the default search mode)
+        self.rerank_pixels = rerank_pixels
+        self._items = ItemCache(self.catalog.home / "cache" / "items", rerank_cache_bytes)
 
     # ---------------------------------------------------------------- models
 
@@ -190,7 +205,9 @@ class Collection:
     @property
     def reranker(self) -> RerankerLike:
         if self._reranker is None:
-            extra = {"adapter": self.reranker_adapter} if self.reranker_adapter else {}
+            extra: dict[str, Any] = {"adapter": self.reranker_adapter} if self.reranker_adapter else {}
+            if self.rerank_pixels and not is_remote(self.reranker_name):
+                extra["budget"] = replace(Reranker.default_budget, max_pixels=self.rerank_pixels)
             self._reranker = load_reranker(self.reranker_name, **self.model_options, **extra)
         return self._reranker
 
@@ -225,7 +242,7 @@ class Collection:
     # ---------------------------------------------------------------- ingestion
 
     def add(self, paths: Sequence[str | os.PathLike], *, include: Sequence[str] = (), exclude: Sequence[str] = (),
-            prune: bool = False, workers: int = 2, options: ExtractOptions | None = None,
+            prune: bool = False, workers: int | None = None, options: ExtractOptions | None = None,
             progress: bool | None = None, batch_items: int = 64, batch_bytes: int | None = 256 * 1024 * 1024,
             retry_failed: bool = False,
             follow_symlinks: bool = True, on_progress: ProgressCallback | None = None,
@@ -233,10 +250,14 @@ class Collection:
         """Index new and changed files under ``paths``; failures are recorded, never fatal.
 
         Args:
-            paths: files or directories (searched recursively).
+            paths: files or directories (searched recursively), bucket URIs (``s3://bucket/prefix``,
+                ``gs://``, ``az://``; credentials from the cloud's own chain) and archives (their
+                members are indexed as ``archive.zip!/member``).
             include, exclude: glob patterns on the path relative to each root.
-            prune: drop the records of files under ``paths`` that no longer exist.
-            workers: decoding processes (PDF rendering, video decoding); 0 decodes in-process.
+            prune: drop the records of files under ``paths`` that no longer exist (nothing is dropped
+                below a folder, bucket or archive that could not be listed).
+            workers: decoding processes (PDF rendering, video decoding, OCR, Office conversion); 0 decodes
+                in-process; default: half the cores when the model runs on the CPU, else all but one (at most 16).
             options: how files are cut (pages, video segments, text chunks).
             progress: progress bar; by default only on a terminal.
             batch_items: pieces gathered across files before each embedding call.
@@ -257,42 +278,51 @@ class Collection:
         options = self.extract_options(options)
         self._record_meta(_layout(options))
         known = self.store.files()
-        roots = [str(Path(p).expanduser().resolve()) for p in paths]
+        roots = [_root(p) for p in paths]
         with IndexWriter(self.store, self.embedder, self.dim, report, batch_items=batch_items,
                          batch_bytes=batch_bytes, progress=progress, on_progress=on_progress) as writer:
-            todo, present = self._changes(paths, include, exclude, follow_symlinks, retry_failed, known, writer)
+            todo, present, blind = self._changes(roots, include, exclude, follow_symlinks, retry_failed, known,
+                                                 writer, options)
             if todo:
-                writer.previous = {str(f.path) for f, _ in todo if str(f.path) in known}
+                writer.previous = {f.source for f, _ in todo if f.source in known}
                 writer.start(len(todo))
                 if engine == "ray":
                     self._extract_on_ray(writer, todo, options, ray_address)
                 else:
+                    if workers is None:
+                        device = str(getattr(self.embedder, "device", "remote"))
+                        workers = default_workers(model_on_cpu=device == "cpu")
                     writer.consume(extract_all(todo, options, workers=workers))
         if prune:
-            gone = [s for s in known if s not in present and any(_under(s, r) for r in roots)]
-            if gone:
-                self.store.delete(sources=gone)
-                self.store.forget_files(gone)
-                report.pruned = len(gone)
+            report.pruned = self._drop([s for s in known if s not in present and any(under(s, r) for r in roots)
+                                        and not any(under(s, b) for b in blind)])
         self.store.optimize()
         report.seconds = time.perf_counter() - started
         return report
 
-    def _changes(self, paths: Sequence[str | os.PathLike], include: Sequence[str], exclude: Sequence[str],
+    def _changes(self, roots: Sequence[str], include: Sequence[str], exclude: Sequence[str],
                  follow_symlinks: bool, retry_failed: bool, known: dict[str, FileEntry],
-                 writer: IndexWriter) -> tuple[list[tuple[Found, str]], set[str]]:
-        """Discover the files under ``paths`` and sort them: unchanged (by size and time, else by
-        hash), failed before, or to index (with their content hash). Returns (to index, every source seen)."""
-        report, todo, present = writer.report, [], set()
-        for found in discover([Path(p).expanduser() for p in paths], include, exclude, follow_symlinks):
+                 writer: IndexWriter, options: ExtractOptions) -> tuple[list[tuple[Found, str]], set[str], set[str]]:
+        """Discover the files under ``roots`` and sort them: unchanged (by size and time, else by
+        fingerprint: content hash or object tag), failed before, or to index (with their fingerprint).
+        Returns (to index, every source seen, folders that could not be listed)."""
+        report, todo, present, blind = writer.report, [], set(), set()
+        office = soffice() is not None
+        for found in discover(roots, include, exclude, follow_symlinks, options.archives, options.limits):
             report.seen += 1
-            source = str(found.path)
+            source = found.source
             present.add(source)
             if found.error:
-                writer.failed(source, found.error)
+                if found.folder:
+                    blind.add(source)
+                writer.failed(source, found.error, found=found)
                 continue
             if found.kind is None:
                 report.skipped += 1
+                continue
+            if found.kind == "office" and not office:
+                report.skipped += 1
+                report.not_read.append((source, missing_reason()))
                 continue
             entry = known.get(source)
             same_stat = entry is not None and (entry.size, entry.mtime) == (found.size, found.mtime)
@@ -303,9 +333,9 @@ class Collection:
                 report.failed_before += 1
                 continue
             try:
-                digest = content_hash(found.path)
+                digest = fingerprint(found, options.limits, options.archives)
             except VlsearchError as exc:
-                writer.failed(source, str(exc))
+                writer.failed(source, str(exc), found=found)
                 continue
             if entry and entry.status == "done" and entry.content_hash == digest:  # touched, not changed
                 writer.unchanged(FileEntry(source, digest, entry.items, "done", "", found.mtime, found.size))
@@ -318,7 +348,7 @@ class Collection:
             else:
                 report.retried += 1
             todo.append((found, digest))
-        return todo, present
+        return todo, present, blind
 
     def _extract_on_ray(self, writer: IndexWriter, todo: list[tuple[Found, str]], options: ExtractOptions,
                         address: str | None) -> None:
@@ -418,8 +448,12 @@ class Collection:
         return "hybrid" if self._has_text else "dense"
 
     def _rerank(self, query: Item, results: list[Result], records: list[Record], instruction: str | None) -> None:
-        entries, checked = self.store.files(), {}  # one look-up per search, one check per source
-        docs, notes = zip(*(self._item_of(r, entries, checked) for r in records))
+        entries = self.store.files()  # one look-up per search, one check per source
+        options = self.extract_options()
+        checked = {r.source: _source_changed(r, entries.get(r.source), options)
+                   for r in records if r.modality != "text"}
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # rebuilds overlap
+            docs, notes = zip(*pool.map(lambda r: self._item_of(r, entries, checked), records))
         query = Item(text=query.text, image=query.image, video=query.video, fps=query.fps)
         scores = self.reranker.score(query, list(docs), instruction=instruction)
         for result, score, note in zip(results, scores, notes):
@@ -434,17 +468,29 @@ class Collection:
         if record.modality == "text":
             return Item(text=record.text), ""
         checked = {} if checked is None else checked
+        options = self.extract_options()
         if record.source not in checked:
-            checked[record.source] = _source_changed(record, (entries or {}).get(record.source))
+            checked[record.source] = _source_changed(record, (entries or {}).get(record.source), options)
         reason = checked[record.source]
         if not reason:
             try:
-                return piece_item(record.source, record.locator, self.extract_options()), ""
+                return self._rebuilt(record), ""
             except VlsearchError as exc:
                 reason = str(exc)
         if not record.thumbnail:
             raise MediaError(f"{record.source}: cannot rebuild item {record.id} for reranking ({reason})")
         return Item(image=record.thumbnail, text=record.text or None), f"reranked on the thumbnail: {reason}"
+
+    def _rebuilt(self, record: Record) -> Item:
+        """A page or segment rebuilt from its source, through the cache of rebuilt items."""
+        if record.modality not in ("pdf_page", "video") or not record.content_hash:
+            return piece_item(record.source, record.locator, self.extract_options())
+        key = cache_key(record.content_hash, record.locator, self.meta.get("layout") or {})
+        item = self._items.get(key)
+        if item is None:
+            item = piece_item(record.source, record.locator, self.extract_options())
+            self._items.put(key, item)
+        return item
 
     # ---------------------------------------------------------------- management
 
@@ -466,12 +512,25 @@ class Collection:
         return self.store.files().get(source)
 
     def delete(self, ids: Sequence[str] | None = None, sources: Sequence[str] | None = None) -> int:
-        """Remove items by id, or every item of the given source files; returns how many."""
-        resolved = [str(Path(s).expanduser().resolve()) for s in sources or ()]
+        """Remove items by id, or every item of the given sources (local paths, object URIs, archive
+        members); returns how many."""
+        resolved = [_root(s) for s in sources or ()]
         removed = self.store.delete(ids=ids, sources=resolved or None)
         if resolved:
             self.store.forget_files(resolved)
         return removed
+
+    def forget_under(self, paths: Sequence[str | os.PathLike]) -> int:
+        """Drop the items and file states of every source at or below ``paths`` (files, folders, archives,
+        bucket prefixes), e.g. after they were deleted; returns how many sources were dropped."""
+        roots = [_root(p) for p in paths]
+        return self._drop([s for s in self.store.files() if any(under(s, r) for r in roots)])
+
+    def _drop(self, sources: list[str]) -> int:
+        if sources:
+            self.store.delete(sources=sources)
+            self.store.forget_files(sources)
+        return len(sources)
 
     def info(self) -> dict[str, Any]:
         """Model, dimension, instruction, counts by status, failures."""
@@ -491,26 +550,25 @@ def _layout(options: ExtractOptions) -> dict[str, Any]:
     return {name: getattr(options, name) for name in LAYOUT_FIELDS}
 
 
+def _root(path: str | os.PathLike) -> str:
+    """A path as sources name it: a bucket URI as given, a local path absolute with links resolved
+    (an archive member: its archive's path resolved)."""
+    text = os.fspath(path)
+    if is_uri(text):
+        return text.rstrip("/")
+    split = split_member(text)
+    if split is not None:
+        return _root(split[0]) + SEPARATOR + split[1]
+    return str(Path(text).expanduser().resolve())
+
+
 def _with_adapter(model: str | None, adapter: str | None) -> str:
     return f"{model} with adapter {adapter}" if adapter else str(model)
 
 
-def _under(source: str, root: str) -> bool:
-    return source == root or source.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def _source_changed(record: Record, entry: FileEntry | None) -> str:
+def _source_changed(record: Record, entry: FileEntry | None, options: ExtractOptions) -> str:
     """Empty when the source still holds what was indexed, else why not. Size and time as
-    recorded settle it without reading the file; otherwise the content hash does."""
-    try:
-        stat = os.stat(record.source)
-        if entry is not None and entry.content_hash == record.content_hash and \
-                (stat.st_size, stat.st_mtime) == (entry.size, entry.mtime):
-            return ""
-        if content_hash(record.source) == record.content_hash:
-            return ""
-    except OSError:
-        pass
-    except VlsearchError as exc:
-        return str(exc)
-    return "source changed or missing since indexing"
+    recorded settle it without reading the source; otherwise the fingerprint does."""
+    same = entry is not None and entry.content_hash == record.content_hash
+    return changed_reason(record.source, record.content_hash, entry.size if same else None,  # type: ignore[union-attr]
+                          entry.mtime if same else None, options.limits, options.archives)

@@ -11,15 +11,15 @@ from .common import EXIT_ERROR, EXIT_OK, EXIT_USAGE
 
 def build_parser() -> argparse.ArgumentParser:
     from . import eval as evaluate
-    from . import index, manage, mcp, parity, search, serve, tune
+    from . import index, manage, mcp, parity, search, serve, tune, watch
 
     parser = argparse.ArgumentParser(
         prog="vlsearch", allow_abbrev=False,
-        description="Multimodal search over folders of PDFs, images, videos and text with Qwen3-VL-Embedding and "
-                    "Qwen3-VL-Reranker.")
+        description="Multimodal search over folders and buckets of PDFs, Office documents, images, videos and text "
+                    "with Qwen3-VL-Embedding and Qwen3-VL-Reranker.")
     parser.add_argument("--version", action="version", version=f"vlsearch {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (index, search, manage, serve, mcp, evaluate, tune, parity):
+    for module in (index, watch, search, manage, serve, mcp, evaluate, tune, parity):
         module.register(commands)
     return parser
 

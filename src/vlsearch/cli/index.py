@@ -7,6 +7,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ..errors import Forbidden, ModelError, ServerUnreachable
 from .common import EXIT_OK, EXIT_PARTIAL, command, is_name, model_arguments, model_options, resident_arguments
@@ -14,10 +15,28 @@ from .resident import Resident, find
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    p = command(commands, "index", help="index files and folders (incremental)",
-                            description="Index PDFs (one item per page), images, videos (segments) and text "
-                                        "files (chunks). Only new or changed files are embedded.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched recursively)")
+    p = command(commands, "index", help="index files, folders, buckets and archives (incremental)",
+                            description="Index PDFs (one item per page), Office documents (pages, through LibreOffice), "
+                                        "images, videos (segments), text files (chunks) and the members of zip and "
+                                        "tar archives, from folders or buckets (s3://, gs://, az://; credentials from "
+                                        "the cloud's own chain). Only new or changed files are embedded.")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="files or folders (searched recursively), or bucket URIs: s3://bucket/prefix, gs://, az://")
+    collection_arguments(p)
+    p.add_argument("--prune", action="store_true", help="drop items of files that no longer exist under PATH")
+    p.add_argument("--retry-failed", action="store_true", help="try again files that failed before, unchanged")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="decode and embed on a Ray cluster (pip install 'vlsearch[ray]'): ADDRESS (auto, "
+                        "ray://host:10001) joins one; without it a local cluster runs in this process")
+    extract_arguments(p)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+    model_arguments(p, reranker=False)
+    resident_arguments(p)
+    p.set_defaults(run=run)
+
+
+def collection_arguments(p: argparse.ArgumentParser) -> None:
+    """The collection to index into and what it records (``index`` and ``watch``)."""
     p.add_argument("--collection", "-c", default="default", help="collection name or directory (default: default)")
     p.add_argument("--store", metavar="URI",
                    help="keep the records in Milvus: a Milvus Lite file (PATH.db) or milvus://host:19530[/collection]; "
@@ -26,12 +45,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--instruction", help="query instruction recorded with the collection")
     p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only paths matching (repeatable)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip paths matching (repeatable)")
-    p.add_argument("--prune", action="store_true", help="drop items of files that no longer exist under PATH")
-    p.add_argument("--retry-failed", action="store_true", help="try again files that failed before, unchanged")
-    p.add_argument("--workers", type=int, default=2, help="decoding processes (0: in-process)")
-    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                   help="decode and embed on a Ray cluster (pip install 'vlsearch[ray]'): ADDRESS (auto, "
-                        "ray://host:10001) joins one; without it a local cluster runs in this process")
+    p.add_argument("--workers", type=int,
+                   help="decoding processes (0: in-process; default: half the cores when the model runs on the "
+                        "CPU, else all but one)")
+
+
+def extract_arguments(p: argparse.ArgumentParser) -> None:
+    """How files are cut into items (``index`` and ``watch``)."""
     p.add_argument("--segment-seconds", type=float, help="video segment length (default 30)")
     p.add_argument("--chunk-chars", type=int, help="text chunk size in characters (default 1500)")
     p.add_argument("--max-pages", type=int, help="refuse PDFs with more pages (default 10000)")
@@ -41,24 +61,37 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--ocr-engine", choices=["rapidocr", "tesseract"], help="OCR engine (default: tesseract when installed, else rapidocr)")
     p.add_argument("--ocr-lang", metavar="LANG", help="OCR language (tesseract: deu, fra ...)")
     p.add_argument("--ocr-video", action="store_true", help="also read one frame of each video segment")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
-    model_arguments(p, reranker=False)
-    resident_arguments(p)
-    p.set_defaults(run=run)
+    p.add_argument("--office-timeout", type=float, metavar="S",
+                   help="seconds LibreOffice may take to convert one Office document (default 120)")
 
 
 #: options a server's ingestion job does not take: with any of them the command works in-process
 LOCAL_OPTIONS = ("store", "dim", "instruction", "segment_seconds", "chunk_chars", "max_pages", "ocr", "ocr_engine",
-                 "ocr_lang", "ocr_video", "ray", "model", "device", "adapter")
+                 "ocr_lang", "ocr_video", "office_timeout", "ray", "model", "device", "adapter")
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.no_server and is_name(args.collection) and not any(getattr(args, o) for o in LOCAL_OPTIONS):
+    from ..ingest.sources import is_local  # buckets and archive members are read in-process
+
+    if (not args.no_server and is_name(args.collection) and all(is_local(p) for p in args.paths)
+            and not any(getattr(args, o) for o in LOCAL_OPTIONS)):
         server = find(args.server)
         if server is not None:
             status = _index_on_server(server, args)
             if status is not None:
                 return status
+    collection, options = open_collection(args)
+    report = collection.add(args.paths, include=args.include, exclude=args.exclude, prune=args.prune,
+                            workers=args.workers, options=options, progress=False if args.quiet else None,
+                            retry_failed=args.retry_failed, engine="local" if args.ray is None else "ray",
+                            ray_address=args.ray or None)
+    if not args.quiet:
+        print(report.summary(), file=sys.stderr)
+    return EXIT_PARTIAL if report.failed else EXIT_OK
+
+
+def open_collection(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The collection of the options, and the extraction options to index with."""
     from ..collection import Collection
 
     collection = Collection(args.collection, model=args.model, dim=args.dim, instruction=args.instruction,
@@ -74,13 +107,9 @@ def run(args: argparse.Namespace) -> int:
                              ("ocr_video", args.ocr_video or None)) if v is not None}
     if ocr:
         options = replace(options, **ocr)
-    report = collection.add(args.paths, include=args.include, exclude=args.exclude, prune=args.prune,
-                            workers=args.workers, options=options, progress=False if args.quiet else None,
-                            retry_failed=args.retry_failed, engine="local" if args.ray is None else "ray",
-                            ray_address=args.ray or None)
-    if not args.quiet:
-        print(report.summary(), file=sys.stderr)
-    return EXIT_PARTIAL if report.failed else EXIT_OK
+    if args.office_timeout:
+        options = replace(options, office_timeout=args.office_timeout)
+    return collection, options
 
 
 def _index_on_server(server: Resident, args: argparse.Namespace) -> int | None:

@@ -28,6 +28,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", metavar="D,L", help="dense and lexical weights of the hybrid fusion (default 1,1)")
     p.add_argument("--where", metavar="EXPR",
                    help="filter, e.g. \"modality = 'pdf_page'\" or \"text LIKE '%%invoice%%'\"")
+    p.add_argument("--rerank-pixels", type=int, metavar="N",
+                   help="the most pixels of a page or image as the reranker sees it (default 1843200, the official "
+                        "reranker's); fewer rerank faster (512x32x32 = 524288: about 5x faster)")
     p.add_argument("--json", action="store_true", help="JSON output")
     model_arguments(p)
     resident_arguments(p)
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     results, served = None, "in-process"
     # the server has its own models: asking for others, or a collection by path, means in-process
     local_only = (args.no_server or not is_name(args.collection) or args.model or args.reranker or args.device
-                  or args.adapter or args.reranker_adapter)
+                  or args.adapter or args.reranker_adapter or args.rerank_pixels)
     server = None if local_only else find(args.server)
     if server is not None:
         from ..integrations.common import RemoteCollection
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
         collection = Collection(args.collection, model=args.model, reranker=args.reranker, create=False,
                                 model_options=model_options(args), adapter=args.adapter,
-                                reranker_adapter=args.reranker_adapter)
+                                reranker_adapter=args.reranker_adapter, rerank_pixels=args.rerank_pixels)
         results = collection.search(args.query, **options)
     print(f"vlsearch: searched {args.collection!r} {served}", file=sys.stderr)
     if args.json:

@@ -19,6 +19,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Serve /v1/embeddings (OpenAI), /v1/rerank (Cohere/Jina), /v1/collections, /health and "
                     "/metrics. The models load once at start-up; concurrent requests share model batches.")
     server_arguments(p, port=8000)
+    g = p.add_argument_group("watching (pip install 'vlsearch[watch]')")
+    g.add_argument("--watch", action="append", default=[], metavar="PATH",
+                   help="keep this folder indexed (repeatable): a first incremental pass, then its changes; the "
+                        "state shows in /v1/collections/NAME and on the web page")
+    g.add_argument("--watch-collection", default="default", metavar="NAME",
+                   help="the collection watched folders go into (default: default)")
+    g.add_argument("--watch-debounce", type=float, default=2.0, metavar="S",
+                   help="seconds a file must be left alone before it is indexed (default 2)")
     g = p.add_argument_group("resident server (search, index and eval use it)")
     g.add_argument("--detach", action="store_true",
                    help="run in the background on loopback with a fresh API key, registered for this $VLSEARCH_HOME "
@@ -34,6 +42,9 @@ def server_arguments(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--port", type=int, default=port, help=f"port (default {port})")
     model_arguments(p)
     p.add_argument("--no-reranker", action="store_true", help="load no reranker (/v1/rerank answers 503)")
+    p.add_argument("--rerank-pixels", type=int, metavar="N",
+                   help="the most pixels of a page or image as the reranker sees it (default 1843200, the official "
+                        "reranker's); fewer rerank faster")
     p.add_argument("--api-key", action="append", default=[], metavar="KEY",
                    help="accepted API key, repeatable (env VLSEARCH_API_KEY, comma-separated)")
     p.add_argument("--collections-root", action="append", default=[], metavar="DIR",
@@ -49,7 +60,8 @@ def server_arguments(p: argparse.ArgumentParser, port: int) -> None:
     g.add_argument("--max-batch-items", type=int, default=64, help="inputs merged per model call (default 64)")
     g.add_argument("--max-queue-items", type=int, default=4096, help="waiting inputs before 503 (default 4096)")
     g.add_argument("--encode-workers", type=int, help="threads decoding requests (default: CPUs, at most 8)")
-    g.add_argument("--ingest-workers", type=int, default=2, help="decoding processes of ingestion jobs (default 2)")
+    g.add_argument("--ingest-workers", type=int,
+                   help="decoding processes of ingestion jobs (default: from the cores, as index)")
     g.add_argument("--torch-threads", type=int, metavar="N",
                    help="torch intra-op threads (default: torch's own; on a small CPU-only machine, 1 leaves the "
                         "other cores to request decoding and avoids thread contention)")
@@ -92,17 +104,18 @@ def server_config(args: argparse.Namespace, binds: bool = True) -> Any:
               "use the models and read the collections. Give --api-key KEY (or $VLSEARCH_API_KEY), or bind "
               "127.0.0.1", file=sys.stderr)
         return EXIT_USAGE
-    for root in args.collections_root:
-        if not Path(root).expanduser().is_dir():
-            print(f"vlsearch: error: --collections-root {root}: not a directory", file=sys.stderr)
-            return EXIT_USAGE
+    for option, folders in (("--collections-root", args.collections_root), ("--watch", getattr(args, "watch", []))):
+        for root in folders:
+            if not Path(root).expanduser().is_dir():
+                print(f"vlsearch: error: {option} {root}: not a directory", file=sys.stderr)
+                return EXIT_USAGE
     if args.torch_threads:
         import torch
 
         torch.set_num_threads(max(1, args.torch_threads))
     return ServerConfig(
         model=args.model, reranker=args.reranker, no_reranker=args.no_reranker, adapter=args.adapter,
-        reranker_adapter=args.reranker_adapter, device=args.device,
+        reranker_adapter=args.reranker_adapter, rerank_pixels=args.rerank_pixels, device=args.device,
         dtype=args.dtype, host=args.host, port=args.port, api_keys=keys,
         collections_roots=tuple(Path(r).expanduser() for r in args.collections_root),
         data_dir=Path(args.data_dir).expanduser() if args.data_dir else None,
@@ -114,7 +127,19 @@ def server_config(args: argparse.Namespace, binds: bool = True) -> Any:
         max_image_pixels=args.max_image_pixels, max_video_seconds=args.max_video_seconds,
         max_video_frames=args.max_video_frames, ingest_workers=args.ingest_workers,
         served_model_name=args.served_model_name, served_reranker_name=args.served_reranker_name,
-        allowed_hosts=tuple(args.allow_host), read_timeout=args.read_timeout, max_connections=args.max_connections)
+        allowed_hosts=tuple(args.allow_host), read_timeout=args.read_timeout, max_connections=args.max_connections,
+        **_watch_options(args))
+
+
+def _watch_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``serve``'s watch options (``mcp`` has none)."""
+    if not getattr(args, "watch", None):
+        return {}
+    from ..catalog import check_name
+
+    check_name(args.watch_collection)
+    return {"watch_paths": tuple(Path(p).expanduser().resolve() for p in args.watch),
+            "watch_collection": args.watch_collection, "watch_debounce": args.watch_debounce}
 
 
 def run(args: argparse.Namespace) -> int:

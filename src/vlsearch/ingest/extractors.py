@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import threading
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +28,14 @@ from PIL import Image
 from ..errors import InputError, MediaError, VlsearchError
 from ..items import Item
 from ..locator import Located, Locator
-from ..media.images import MediaLimits, describe, load_image, read_source
+from ..media.images import MediaLimits, NamedFile, describe, load_image, read_source
 from ..media.pdf import PdfPage, page_count, render_pages
 from ..media.video import VideoInfo, probe
-from .discover import Kind
+from .archives import ArchiveLimits
+from .entries import Kind, kind_of
 from .ocr import ENGINES, OCR_MODES, read_text, usable_text_layer
+from .office import to_pdf
+from .sources import local_copy
 from .text import chunk_text, html_to_text
 from .video_frames import Segment, decode_segments
 
@@ -39,6 +43,7 @@ __all__ = ["Piece", "Part", "ExtractOptions", "plan_parts", "extract_part", "ext
            "piece_item", "plan_segments", "chunk_text", "html_to_text", "thumbnail_jpeg", "to_rgb"]
 
 THUMBNAIL_SIDE = 256
+PDFIUM = threading.Lock()  # one PDFium call at a time in a process (extraction workers are processes)
 _ID_TOLERANCE = 5e-4  # record ids give segment times to the millisecond
 
 
@@ -101,6 +106,8 @@ class ExtractOptions:
         ocr_lang: the engine's language code (tesseract: "deu", "fra" ...); None: its default.
         ocr_video: also read the middle frame of each video segment.
         limits: file-size, image-pixel and video-length caps.
+        archives: caps on zip and tar archives (members, total size, ratio, nesting).
+        office_timeout: seconds LibreOffice may take to convert one Office document to PDF.
 
     Example:
         >>> ExtractOptions(segment_seconds=10.0, chunk_chars=800, chunk_overlap=100)
@@ -122,6 +129,8 @@ class ExtractOptions:
     ocr_lang: str | None = None
     ocr_video: bool = False
     limits: MediaLimits = field(default_factory=MediaLimits)
+    archives: ArchiveLimits = field(default_factory=ArchiveLimits)
+    office_timeout: float = 120.0
 
     def __post_init__(self) -> None:
         checks = [(0 < self.min_pixels <= self.max_pixels, "need 0 < min_pixels <= max_pixels"),
@@ -134,6 +143,7 @@ class ExtractOptions:
                   (0 <= self.chunk_overlap < self.chunk_chars, "need 0 <= chunk_overlap < chunk_chars"),
                   (self.pages_per_part >= 1, "pages_per_part must be >= 1"),
                   (self.segments_per_part >= 1, "segments_per_part must be >= 1"),
+                  (self.office_timeout > 0, "office_timeout must be > 0"),
                   (self.ocr in OCR_MODES, f"ocr must be one of {', '.join(OCR_MODES)}, not {self.ocr!r}"),
                   (self.ocr_engine in ("auto", *ENGINES), f"ocr_engine must be auto, {', '.join(ENGINES)}")]
         for ok, message in checks:
@@ -146,7 +156,7 @@ class Part:
     """One unit of extraction work: some pages of a PDF, some segments of a video, or a whole file.
 
     Attributes:
-        path, kind, content_hash: the file, as given to ``plan_parts``.
+        path, kind, content_hash: the file (its source string), as given to ``plan_parts``.
         index: 0-based number of this part in its file.
         count: parts of the file.
         first, stop: PDF: 1-based pages ``[first, stop)``; video: 0-based segment numbers
@@ -154,6 +164,8 @@ class Part:
         total: pages or segments of the whole file (1 for an image or a text file).
         video: the probed stream (videos only).
         segments: the planned segments ``first`` to ``stop - 1`` (videos only).
+        data: the PDF an Office document was converted to (Office documents only; converted once,
+            when planned).
 
     Example:
         >>> [(p.index, p.first, p.stop) for p in plan_parts("report.pdf", "pdf", digest)]
@@ -170,6 +182,7 @@ class Part:
     total: int
     video: VideoInfo | None = None
     segments: tuple[Segment, ...] = ()
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
 
 def plan_parts(path: str | Path, kind: Kind, content_hash: str,
@@ -177,8 +190,10 @@ def plan_parts(path: str | Path, kind: Kind, content_hash: str,
     """Open a file cheaply and cut its work into parts (see ``Part``); nothing is rendered or decoded.
 
     A PDF is checked (readable, not encrypted, has pages, at most ``max_pages``) and cut
-    every ``pages_per_part`` pages; a video is probed (frame count, length limits) and its
-    segments grouped by ``segments_per_part``; an image or a text file is one part.
+    every ``pages_per_part`` pages; an Office document is converted to PDF (LibreOffice) and cut
+    the same way; a video is probed (frame count, length limits) and its segments grouped by
+    ``segments_per_part``; an image or a text file is one part. Objects and archive members are
+    read through a private copy (``sources.local_copy``).
 
     Raises:
         MediaError: the file cannot be read or breaks a limit.
@@ -193,8 +208,9 @@ def plan_parts(path: str | Path, kind: Kind, content_hash: str,
         raise InputError(f"{describe(str(path))}: unsupported kind {kind!r}; expected one of {sorted(_PLANNERS)}")
     if not re.fullmatch(r"[0-9a-f]{16,}", content_hash or ""):
         raise InputError(f"{describe(str(path))}: content_hash must be a hex digest, not {content_hash!r}")
-    with _Errors(describe(str(path))):
-        return _PLANNERS[kind](str(path), kind, content_hash, options)
+    source = str(path)
+    with _Errors(describe(source)), _readable(source, options, content_hash) as readable:
+        return _PLANNERS[kind](source, readable, kind, content_hash, options)
 
 
 def extract_part(part: Part, options: ExtractOptions | None = None) -> list[Piece]:
@@ -222,7 +238,7 @@ def iter_extract(path: str | Path, kind: Kind, content_hash: str,
 
     Args:
         path: the file.
-        kind: "pdf", "image", "video" or "text" (see ``discover.kind_of``).
+        kind: "pdf", "image", "video", "text" or "office" (see ``discover.kind_of``).
         content_hash: the file's SHA-256 hex digest (ids derive from it).
         options: how to cut; ``ExtractOptions()`` when omitted.
 
@@ -242,9 +258,11 @@ def iter_extract(path: str | Path, kind: Kind, content_hash: str,
 def piece_item(source: str, locator: Locator, options: ExtractOptions | None = None) -> Item:
     """The model input of one stored piece, rebuilt from its file without extracting the rest.
 
-    A PDF page is rendered alone; a video segment is decoded from the keyframe before it,
-    with the frames extraction picked; an image is loaded. ``options`` must be those used
-    at ingestion (page pixel budget, segment length, frame rate and caps).
+    A PDF page is rendered alone (an Office document's page from its PDF, converted again);
+    a video segment is decoded from the keyframe before it, with the frames extraction picked;
+    an image is loaded. Objects and archive members are read back through a private copy, with
+    the same caps. ``options`` must be those used at ingestion (page pixel budget, segment
+    length, frame rate and caps).
 
     Raises:
         MediaError: the file cannot be read, or (video) has no segment ``[start, end)``
@@ -257,31 +275,43 @@ def piece_item(source: str, locator: Locator, options: ExtractOptions | None = N
     o = options or ExtractOptions()
     name = describe(source)
     modality, page, start, end = locator.modality, locator.page, locator.start, locator.end
-    with _Errors(name):
+    if modality == "text":
+        raise InputError(f"{name}: a text piece needs no rebuilding: its text is the model input")
+    with _Errors(name), _readable(source, o) as readable:
         if modality == "pdf_page":
             if page is None:
                 raise InputError(f"{name}: a pdf_page piece needs its page number")
-            pages = render_pages(source, max_pixels=o.max_pixels, min_pixels=o.min_pixels, max_pages=o.max_pages,
-                                 limits=o.limits, first=page, last=page)
-            with closing(pages):
-                return Item(image=next(pages).image)
+            document = _as_pdf(source, readable, o) if kind_of(source) == "office" else readable
+            with PDFIUM:  # PDFium is not thread-safe: searches reranking at once take turns
+                pages = render_pages(document, max_pixels=o.max_pixels, min_pixels=o.min_pixels,  # type: ignore[arg-type]
+                                     max_pages=o.max_pages, limits=o.limits, first=page, last=page)
+                with closing(pages):
+                    return Item(image=next(pages).image)
         if modality == "image":
-            return Item(image=to_rgb(load_image(source, o.limits)))
+            return Item(image=to_rgb(load_image(readable, o.limits)))
         if modality == "video":
             if start is None or end is None:
                 raise InputError(f"{name}: a video piece needs its start and end")
-            info = probe(source, o.limits)
+            info = probe(readable, o.limits)
             match = [s for s in plan_segments(info.frames, info.fps, o)
                      if abs(s.start - start) <= _ID_TOLERANCE and abs(s.end - end) <= _ID_TOLERANCE]
             if not match:
                 raise MediaError(f"{name}: no video segment {start:.3f}-{end:.3f} s with these options "
                                  f"(was the file or segment_seconds changed?)")
-            ((segment, frames),) = decode_segments(source, match[:1], info.fps, origin=info.first_pts,
+            ((segment, frames),) = decode_segments(readable, match[:1], info.fps, origin=info.first_pts,
                                                    max_pixels=o.video_max_pixels, limits=o.limits)
             return Item(video=frames, fps=segment.fps)
-        if modality == "text":
-            raise InputError(f"{name}: a text piece needs no rebuilding: its text is the model input")
         raise InputError(f"{name}: unknown modality {modality!r}")
+
+
+def _readable(source: str, o: ExtractOptions, digest: str | None = None) -> Any:
+    """A context giving what decoders read for ``source`` (see ``sources.local_copy``)."""
+    return local_copy(source, o.limits, o.archives, digest)
+
+
+def _as_pdf(source: str, readable: str | NamedFile, o: ExtractOptions) -> NamedFile:
+    """An Office document's PDF, named by the document."""
+    return NamedFile(to_pdf(readable, o.office_timeout, o.limits), source)
 
 
 class _Errors:
@@ -305,7 +335,11 @@ class _Errors:
 
 def _iter_part(part: Part, options: ExtractOptions) -> Iterator[Piece]:
     with _Errors(describe(part.path)):
-        yield from _PARTS[part.kind](part, options)
+        if part.data is not None:  # an Office document's PDF, carried by the part
+            yield from _PARTS[part.kind](part, NamedFile(part.data, part.path), options)
+            return
+        with _readable(part.path, options, part.content_hash) as readable:
+            yield from _PARTS[part.kind](part, readable, options)
 
 
 def _piece(source: str, digest: str, locator: Locator, *, item: Item, text: str = "",
@@ -314,7 +348,7 @@ def _piece(source: str, digest: str, locator: Locator, *, item: Item, text: str 
                  metadata=metadata, item=item)
 
 
-def _whole(path: str, kind: Kind, digest: str, o: ExtractOptions) -> list[Part]:
+def _whole(path: str, readable: str | NamedFile, kind: Kind, digest: str, o: ExtractOptions) -> list[Part]:
     return [Part(path, kind, digest, index=0, count=1, first=0, stop=1, total=1)]
 
 
@@ -343,16 +377,24 @@ def thumbnail_jpeg(image: Image.Image, side: int = THUMBNAIL_SIDE, quality: int 
     return buffer.getvalue()
 
 
-def _plan_pdf(path: str, kind: Kind, digest: str, o: ExtractOptions) -> list[Part]:
-    total = page_count(path, max_pages=o.max_pages, limits=o.limits)
+def _plan_pdf(path: str, readable: str | NamedFile, kind: Kind, digest: str, o: ExtractOptions,
+              data: bytes | None = None) -> list[Part]:
+    total = page_count(readable, max_pages=o.max_pages, limits=o.limits)  # type: ignore[arg-type]
     firsts = range(1, total + 1, o.pages_per_part)
     return [Part(path, kind, digest, index=i, count=len(firsts), first=first,
-                 stop=min(first + o.pages_per_part, total + 1), total=total) for i, first in enumerate(firsts)]
+                 stop=min(first + o.pages_per_part, total + 1), total=total, data=data)
+            for i, first in enumerate(firsts)]
 
 
-def _pdf_part(part: Part, o: ExtractOptions) -> Iterator[Piece]:
-    for page in render_pages(part.path, max_pixels=o.max_pixels, min_pixels=o.min_pixels, max_pages=o.max_pages,
-                             limits=o.limits, first=part.first, last=part.stop - 1):
+def _plan_office(path: str, readable: str | NamedFile, kind: Kind, digest: str, o: ExtractOptions) -> list[Part]:
+    """Convert once (LibreOffice), then plan the PDF; the parts carry it."""
+    pdf = _as_pdf(path, readable, o)
+    return _plan_pdf(path, pdf, kind, digest, o, data=pdf.data)  # type: ignore[arg-type]
+
+
+def _pdf_part(part: Part, readable: str | NamedFile, o: ExtractOptions) -> Iterator[Piece]:
+    for page in render_pages(readable, max_pixels=o.max_pixels, min_pixels=o.min_pixels,  # type: ignore[arg-type]
+                             max_pages=o.max_pages, limits=o.limits, first=part.first, last=part.stop - 1):
         yield _pdf_piece(part.path, part.content_hash, page, o)
 
 
@@ -372,8 +414,8 @@ def _pdf_piece(path: str, digest: str, page: PdfPage, o: ExtractOptions) -> Piec
                   width=page.image.width, height=page.image.height, scale=page.scale)
 
 
-def _image_part(part: Part, o: ExtractOptions) -> Iterator[Piece]:
-    loaded = load_image(part.path, o.limits)  # size and decompression-bomb checks, first frame of animations
+def _image_part(part: Part, readable: str | NamedFile, o: ExtractOptions) -> Iterator[Piece]:
+    loaded = load_image(readable, o.limits)  # size and decompression-bomb checks, first frame of animations
     image = to_rgb(loaded)
     text, found = _ocr(image, o, o.ocr != "never")
     yield _piece(part.path, part.content_hash, Locator("image"), item=Item(image=image), text=text, **found,
@@ -419,8 +461,8 @@ def plan_segments(frames: int, fps: float, o: ExtractOptions) -> list[Segment]:
     return out
 
 
-def _plan_video(path: str, kind: Kind, digest: str, o: ExtractOptions) -> list[Part]:
-    info = probe(path, o.limits)  # also enforces max_video_seconds and max_video_frames
+def _plan_video(path: str, readable: str | NamedFile, kind: Kind, digest: str, o: ExtractOptions) -> list[Part]:
+    info = probe(readable, o.limits)  # also enforces max_video_seconds and max_video_frames
     segments = plan_segments(info.frames, info.fps, o)
     firsts = range(0, len(segments), o.segments_per_part)
     return [Part(path, kind, digest, index=i, count=len(firsts), first=first,
@@ -428,10 +470,10 @@ def _plan_video(path: str, kind: Kind, digest: str, o: ExtractOptions) -> list[P
                  segments=tuple(segments[first:first + o.segments_per_part])) for i, first in enumerate(firsts)]
 
 
-def _video_part(part: Part, o: ExtractOptions) -> Iterator[Piece]:
+def _video_part(part: Part, readable: str | NamedFile, o: ExtractOptions) -> Iterator[Piece]:
     info = part.video
     assert info is not None, "a video part carries its probe"
-    decoded = decode_segments(part.path, list(part.segments), info.fps, origin=info.first_pts,
+    decoded = decode_segments(readable, list(part.segments), info.fps, origin=info.first_pts,
                               max_pixels=o.video_max_pixels, limits=o.limits)
     for number, (segment, frames) in enumerate(decoded, part.first):
         start, end, middle = segment.start, segment.end, frames[len(frames) // 2]
@@ -445,9 +487,9 @@ def _video_part(part: Part, o: ExtractOptions) -> Iterator[Piece]:
 
 # -- text -----------------------------------------------------------------------------------------
 
-def _text_part(part: Part, o: ExtractOptions) -> Iterator[Piece]:
+def _text_part(part: Part, readable: str | NamedFile, o: ExtractOptions) -> Iterator[Piece]:
     path, name = part.path, describe(part.path)
-    data = read_source(path, o.limits)  # "empty file" for zero bytes
+    data = read_source(readable, o.limits)  # "empty file" for zero bytes
     text = data.decode("utf-8-sig", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
     is_html = Path(path).suffix.lower() in (".html", ".htm")
     if is_html:
@@ -459,7 +501,7 @@ def _text_part(part: Part, o: ExtractOptions) -> Iterator[Piece]:
                      offset=offset, chars=len(chunk))
 
 
-_PLANNERS: dict[str, Callable[[str, Kind, str, ExtractOptions], list[Part]]] = {
-    "pdf": _plan_pdf, "image": _whole, "video": _plan_video, "text": _whole}
-_PARTS: dict[str, Callable[[Part, ExtractOptions], Iterator[Piece]]] = {
-    "pdf": _pdf_part, "image": _image_part, "video": _video_part, "text": _text_part}
+_PLANNERS: dict[str, Callable[..., list[Part]]] = {
+    "pdf": _plan_pdf, "image": _whole, "video": _plan_video, "text": _whole, "office": _plan_office}
+_PARTS: dict[str, Callable[[Part, Any, ExtractOptions], Iterator[Piece]]] = {
+    "pdf": _pdf_part, "image": _image_part, "video": _video_part, "text": _text_part, "office": _pdf_part}

@@ -161,7 +161,7 @@ def ray_extract_embed(writer: IndexWriter, todo: list[tuple[Found, str]], option
     saved = (context.max_errored_blocks, context.enable_progress_bars)
     context.max_errored_blocks = -1  # a crashing file fails alone (its parts never arrive)
     context.enable_progress_bars = False
-    files = {str(found.path): _FileState(found, digest, 0) for found, digest in todo}
+    files = {found.source: _FileState(found, digest, 0) for found, digest in todo}
     try:
         parts = _plan(ray, writer, files, options)
         if parts:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from PIL import Image
@@ -49,7 +48,7 @@ def fit_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:
     return image.resize(size, Image.Resampling.BICUBIC)
 
 
-def decode_segments(path: str | Path, segments: list[Segment], fps: float, *, origin: int | None,
+def decode_segments(path: Any, segments: list[Segment], fps: float, *, origin: int | None,
                     max_pixels: int | None, limits: MediaLimits | None = None) -> Iterator[tuple[Segment, list[Image.Image]]]:
     """The kept frames of consecutive ``segments``, as RGB images, segment by segment.
 
@@ -74,7 +73,7 @@ def decode_segments(path: str | Path, segments: list[Segment], fps: float, *, or
     """
     if not segments:
         return
-    name = describe(str(path))
+    name = describe(path)
     order = sorted({i for s in segments for i in s.indices})
     half = 0.5 / fps
     picker = _Picker(segments, max_pixels)
@@ -129,7 +128,7 @@ class _Picker:
             self.emitted += 1
 
 
-def _timed_frames(path: str | Path, name: str, fps: float, origin: int | None, seek_to: float,
+def _timed_frames(path: Any, name: str, fps: float, origin: int | None, seek_to: float,
                   limits: MediaLimits | None) -> Iterator[tuple[float, Any]]:
     """Decoded frames with their time in seconds from ``origin`` (ticks), the first at or before
     ``seek_to`` (from the start when ``seek_to <= 0``).

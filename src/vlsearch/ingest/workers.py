@@ -23,7 +23,7 @@ from ..errors import VlsearchError
 from .discover import Found
 from .extractors import ExtractOptions, Part, Piece, extract_part, plan_parts
 
-__all__ = ["ExtractResult", "extract_all", "CRASHED", "CRASH_HOOK_ENV"]
+__all__ = ["ExtractResult", "extract_all", "default_workers", "CRASHED", "CRASH_HOOK_ENV"]
 
 CRASHED = "decoder crashed (worker process died)"
 
@@ -50,7 +50,7 @@ class ExtractResult:
 
     Example:
         >>> for result in extract_all(tasks, ExtractOptions()):
-        ...     print(result.found.path, result.part, result.parts, result.error or len(result.pieces))
+        ...     print(result.found.source, result.part, result.parts, result.error or len(result.pieces))
     """
 
     found: Found
@@ -66,13 +66,20 @@ class ExtractResult:
         return self.error is None
 
 
+def default_workers(model_on_cpu: bool = True) -> int:
+    """Decoding processes for this machine: the cores the model does not need (half of them when it
+    runs on the CPU, all but one when it runs elsewhere: a GPU or a model server), at most 16."""
+    cores = os.cpu_count() or 1
+    return max(1, min(16, cores // 2 if model_on_cpu else cores - 1))
+
+
 def _crash_hook(path: str, part: int | None) -> None:
     """Test-only, see ``CRASH_HOOK_ENV``."""
     crash_on = os.environ.get(CRASH_HOOK_ENV)
     if not crash_on:
         return
     name, _, number = crash_on.partition("@")
-    if os.path.basename(path) == name and (not number or (part is not None and int(number) == part)):
+    if path.rsplit("/", 1)[-1] == name and (not number or (part is not None and int(number) == part)):
         os.kill(os.getpid(), signal.SIGSEGV)
 
 
@@ -100,15 +107,15 @@ def _make_executor(workers: int) -> Executor:
 def _reason(found: Found, exc: BaseException) -> str:
     if isinstance(exc, VlsearchError):
         return str(exc)
-    return f"{str(found.path)!r}: {type(exc).__name__}: {exc}"
+    return f"{found.source!r}: {type(exc).__name__}: {exc}"
 
 
 def _precheck(found: Found, digest: str) -> ExtractResult | None:
     """A result for entries that cannot be extracted at all (discovery error, unsupported)."""
     if found.error is not None:
-        return ExtractResult(found, digest, error=f"{str(found.path)!r}: {found.error}", parts=0)
+        return ExtractResult(found, digest, error=f"{found.source!r}: {found.error}", parts=0)
     if found.kind is None:
-        return ExtractResult(found, digest, error=f"{str(found.path)!r}: unsupported file type", parts=0)
+        return ExtractResult(found, digest, error=f"{found.source!r}: unsupported file type", parts=0)
     return None
 
 
@@ -135,7 +142,7 @@ def extract_all(found: Iterable[tuple[Found, str]], options: ExtractOptions | No
         An iterator of ``ExtractResult``; each input pair ends with exactly one ``last`` result.
 
     Example:
-        >>> tasks = ((f, content_hash(f.path)) for f in discover(["docs"]) if f.ok)
+        >>> tasks = ((f, fingerprint(f)) for f in discover(["docs"]) if f.ok)
         >>> for result in extract_all(tasks, ExtractOptions(), workers=4):
         ...     print(result.found.relative, result.part, result.error or len(result.pieces))
     """
@@ -158,7 +165,7 @@ def _in_process(found: Iterable[tuple[Found, str]], options: ExtractOptions) -> 
             yield early
             continue
         try:
-            parts = plan_parts(entry.path, entry.kind, digest, options)  # type: ignore[arg-type]
+            parts = plan_parts(entry.source, entry.kind, digest, options)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - one file's failure never stops the run
             yield ExtractResult(entry, digest, error=_reason(entry, exc), parts=0)
             continue
@@ -217,7 +224,7 @@ class _Pool:
     def _start(self, job: _Job) -> Future:
         if job.part is None:
             entry = job.file.found
-            return self._executor().submit(_plan_work, str(entry.path), entry.kind, job.file.digest, self.options)
+            return self._executor().submit(_plan_work, entry.source, entry.kind, job.file.digest, self.options)
         return self._executor().submit(_part_work, job.part, self.options)
 
     def _restart(self) -> None:
@@ -301,7 +308,7 @@ class _Pool:
             self._check_start()
             culprit = next((job for job, alone in broken if alone), broken[0][0])
             if not culprit.file.failed:
-                yield self._fail(culprit, f"{str(culprit.file.found.path)!r}: {CRASHED}")
+                yield self._fail(culprit, f"{culprit.file.found.source!r}: {CRASHED}")
             self.retry.extend(job for job, _ in broken if job is not culprit)
         else:
             self.suspects.extend(job for job, _ in broken)

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -53,6 +54,7 @@ class IndexReport:
     pruned: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     no_ocr: list[tuple[str, str]] = field(default_factory=list)  # (item, why its OCR text is missing)
+    not_read: list[tuple[str, str]] = field(default_factory=list)  # (source, why it was skipped: a missing program)
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -64,6 +66,9 @@ class IndexReport:
             lines.append(f"  {self.failed_before} unchanged files failed before and were not retried "
                          "(vlsearch info lists them; retry_failed / --retry-failed tries again)")
         lines += [f"  failed: {source}: {reason}" for source, reason in self.failed]
+        if self.not_read:
+            reasons = sorted({reason for _, reason in self.not_read})
+            lines += [f"  {sum(r == reason for _, r in self.not_read)} skipped: {reason}" for reason in reasons]
         if self.no_ocr:
             lines.append(f"  {len(self.no_ocr)} items embedded without OCR text, e.g.:")
             lines += [f"    {item}: {reason}" for item, reason in self.no_ocr[:5]]
@@ -176,9 +181,9 @@ class IndexWriter:
     def consume(self, results: Iterable[ExtractResult]) -> None:
         """Feed the results of the local worker pool (``extract_all``), then flush."""
         for result in results:
-            source = str(result.found.path)
+            source = result.found.source
             if result.error:
-                self.failed(source, result.error, result.content_hash)
+                self.failed(source, result.error, result.content_hash, result.found)
                 continue
             self.pieces(source, result.pieces)
             if result.last:
@@ -203,24 +208,28 @@ class IndexWriter:
             self._note_ocr(records)
 
     def complete(self, found: Found, digest: str) -> None:
-        source = str(found.path)
+        source = found.source
         if source not in self.dead:
             self.records.setdefault(source, [])
             self.ready[source] = (found, digest)
 
-    def failed(self, source: str, reason: str, digest: str = "") -> None:
-        """Record a file as failed; its pending pieces and records are dropped."""
+    def failed(self, source: str, reason: str, digest: str = "", found: Found | None = None) -> None:
+        """Record a file as failed; its pending pieces and records are dropped. Its size and time are
+        ``found``'s (objects, archive members), else the local file's now."""
         self.dead.add(source)
         self.records.pop(source, None)
         self.ready.pop(source, None)
         self.pending = [p for p in self.pending if p.source != source]
         self.pending_bytes = sum(pixel_bytes(p.item) for p in self.pending)
         self.report.failed.append((source, reason))
-        try:
-            stat = os.stat(source)
-            size, mtime = stat.st_size, stat.st_mtime
-        except OSError:
-            size, mtime = 0, 0.0
+        if found is not None and not isinstance(found.path, Path):
+            size, mtime = found.size, found.mtime
+        else:
+            try:
+                stat = os.stat(source)
+                size, mtime = stat.st_size, stat.st_mtime
+            except OSError:
+                size, mtime = 0, 0.0
         self.marks.append(FileEntry(source, digest, 0, "failed", reason, mtime, size))
         if self._bar is not None:
             self._advance(1)
@@ -255,11 +264,11 @@ class IndexWriter:
         done, self.ready = list(self.ready.values()), {}
         if not done:
             return
-        records = {str(found.path): self.records.pop(str(found.path), []) for found, _ in done}
+        records = {found.source: self.records.pop(found.source, []) for found, _ in done}
         self.store.add([r for rows in records.values() for r in rows])
         entries = []
         for found, digest in done:
-            source = str(found.path)
+            source = found.source
             if source in self.previous:  # rows of an older version of the file
                 self.store.delete(sources=[source], keep_hash=digest)
             # size and time as hashed, so a later edit is seen as a change

@@ -43,8 +43,25 @@ class MediaLimits:
     fetch: FetchPolicy | None = FetchPolicy()
 
 
+@dataclass(frozen=True)
+class NamedFile:
+    """A local stand-in for another source: a downloaded object, an archive member, a document
+    converted to PDF. Decoders read ``data`` (a local path, or the bytes themselves); messages
+    name ``name`` (the source the user knows), never the private copy.
+
+    Example:
+        >>> describe(NamedFile(Path("/tmp/x1.pdf"), "s3://bucket/report.pdf"))
+        "'s3://bucket/report.pdf'"
+    """
+
+    data: Path | bytes
+    name: str
+
+
 def describe(src: Any) -> str:
     """A short printable name for a media source, for error messages."""
+    if isinstance(src, NamedFile):
+        return describe(src.name)
     if isinstance(src, (str, Path)):
         text = str(src)
         if text.startswith("data:"):
@@ -61,10 +78,14 @@ def is_url(src: Any) -> bool:
     return isinstance(src, str) and "://" in src[:16] and not src.startswith("file://")
 
 
-def read_source(src: str | Path | bytes | bytearray | memoryview, limits: MediaLimits) -> bytes:
-    """The raw bytes of a path, ``file://`` path, URL, data URI or byte string."""
+def read_source(src: str | Path | bytes | bytearray | memoryview | NamedFile, limits: MediaLimits) -> bytes:
+    """The raw bytes of a path, ``file://`` path, URL, data URI, byte string or ``NamedFile``."""
     if isinstance(src, (bytes, bytearray, memoryview)):
         data = bytes(src)
+    elif isinstance(src, NamedFile) and isinstance(src.data, bytes):
+        if len(src.data) > limits.max_file_bytes:
+            raise MediaError(f"{describe(src)}: {len(src.data)} bytes, larger than {limits.max_file_bytes}")
+        data = src.data
     elif isinstance(src, str) and src.startswith("data:"):
         header, sep, payload = src.partition(",")
         if not sep or ";base64" not in header:
@@ -82,7 +103,7 @@ def read_source(src: str | Path | bytes | bytearray | memoryview, limits: MediaL
         if policy.max_bytes > limits.max_file_bytes:
             policy = replace(policy, max_bytes=limits.max_file_bytes)
         data = fetch_url(src, policy)
-    elif isinstance(src, (str, Path)):
+    elif isinstance(src, (str, Path, NamedFile)):
         path = _checked_path(src, limits)
         try:
             data = path.read_bytes()
@@ -96,15 +117,18 @@ def read_source(src: str | Path | bytes | bytearray | memoryview, limits: MediaL
 
 
 def local_file(src: Any, limits: MediaLimits) -> Path | None:
-    """The path of a local file source (plain or ``file://``), checked as ``read_source`` would
-    check it (exists, regular, readable, not empty, within ``max_file_bytes``) but not read, so
-    a decoder can stream it; ``None`` for URLs, data URIs, bytes and other sources.
+    """The path of a local file source (plain, ``file://`` or a ``NamedFile`` on a path), checked as
+    ``read_source`` would check it (exists, regular, readable, not empty, within ``max_file_bytes``)
+    but not read, so a decoder can stream it; ``None`` for URLs, data URIs, bytes and other sources.
 
     Example:
         >>> local_file("clip.mp4", MediaLimits())
         PosixPath('clip.mp4')
     """
-    if not isinstance(src, (str, Path)) or is_url(src) or str(src).startswith("data:"):
+    if isinstance(src, NamedFile):
+        if isinstance(src.data, bytes):
+            return None
+    elif not isinstance(src, (str, Path)) or is_url(src) or str(src).startswith("data:"):
         return None
     path = _checked_path(src, limits)
     try:
@@ -117,8 +141,11 @@ def local_file(src: Any, limits: MediaLimits) -> Path | None:
     return path
 
 
-def _checked_path(src: str | Path, limits: MediaLimits) -> Path:
-    path = Path(str(src)[7:] if str(src).startswith("file://") else src)
+def _checked_path(src: str | Path | NamedFile, limits: MediaLimits) -> Path:
+    if isinstance(src, NamedFile):
+        path = Path(src.data)  # type: ignore[arg-type]
+    else:
+        path = Path(str(src)[7:] if str(src).startswith("file://") else src)
     try:
         size = path.stat().st_size
         if not path.is_file():

@@ -59,10 +59,18 @@ def create_app(config: ServerConfig | None = None, *, models: Models | None = No
     guard = SourceGuard(config)
     collections = Collections(config, models)
     jobs = JobManager(collections.ingest, metrics.job_counts)
+    if config.watch_paths:
+        from .watching import WatchService
+
+        collections.watch = WatchService(config, jobs)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if collections.watch is not None:
+            collections.watch.start()
         yield
+        if collections.watch is not None:
+            collections.watch.close()
         jobs.close()
         models.close()
 

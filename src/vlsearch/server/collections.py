@@ -18,9 +18,11 @@ from starlette.concurrency import run_in_threadpool
 
 from ..catalog import Catalog, check_name
 from ..collection import Collection
-from ..errors import InputError, StoreError
+from ..errors import InputError, StoreError, VlsearchError
 from ..files import atomic_write
+from ..ingest.sources import is_local, spool
 from ..items import Item
+from ..watch import Changes, apply_changes
 from .config import ServerConfig, display_name
 from .errors import APIError
 from .inputs import SourceGuard, to_item
@@ -49,6 +51,7 @@ class Collections:
         self.embedder = BatchedEmbedder(models)
         self.ingest_embedder = BatchedEmbedder(models, background=True)
         self.reranker = BatchedReranker(models) if models.reranker else None
+        self.watch: Any = None  # the ``WatchService`` of ``serve --watch``, if any
         self._cache: dict[str, Collection] = {}
         self._lock = threading.Lock()
 
@@ -76,7 +79,7 @@ class Collections:
         out = []
         for name in self.catalog.names():
             try:
-                out.append(_summary(self.get(name)))
+                out.append(self._watched(_summary(self.get(name))))
             except StoreError:
                 continue
         return out
@@ -85,9 +88,15 @@ class Collections:
         """One collection: summary, model fingerprint, instruction, layout and failed files."""
         collection = self.get(name)
         info = collection.info()
-        return {**_summary(collection, info), "fingerprint": info.get("fingerprint"),
-                "instruction": info.get("instruction"), "created": info.get("created"), "layout": info.get("layout"),
-                "failed": [{"source": s, "reason": r} for s, r in info["failed"].items()]}
+        return self._watched({**_summary(collection, info), "fingerprint": info.get("fingerprint"),
+                              "instruction": info.get("instruction"), "created": info.get("created"),
+                              "layout": info.get("layout"),
+                              "failed": [{"source": s, "reason": r} for s, r in info["failed"].items()]})
+
+    def _watched(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """A collection's summary with its watcher's state (``watch``: null when not watched)."""
+        watching = self.watch is not None and self.watch.collection == summary["name"]
+        return {**summary, "watch": self.watch.state() if watching else None}
 
     def forget(self, name: str) -> None:
         with self._lock:
@@ -113,6 +122,9 @@ class Collections:
     def ingest(self, job: Job, on_progress: Callable[[int, int, int], None]) -> Any:
         collection = self.open(job.collection, create=True, background=True)
         try:
+            if job.source == "watch":
+                return apply_changes(collection, Changes(job.paths, job.options["remove"]), progress=False,
+                                     on_progress=on_progress, workers=self.config.ingest_workers)
             return collection.add(job.paths, progress=False, follow_symlinks=False, on_progress=on_progress,
                                   workers=self.config.ingest_workers, **job.options)
         finally:
@@ -197,7 +209,9 @@ def submit_paths(collections: Collections, jobs: JobManager, name: str, body: In
 def _media_source(collections: Collections, name: str, item_id: str) -> tuple[BinaryIO, int, str]:
     """The source file of an item, open, with its size and media type: only if the collection
     recorded the file as indexed, no link lies anywhere on its path, and the file opened is the one
-    indexed (same size and time). The caller closes the file."""
+    indexed (same size and time). An object or archive member is read into a private temporary file,
+    within the collection's caps, and served only if its content is the one indexed. The caller
+    closes the file."""
     collection = collections.get(name)
     missing = APIError(404, f"no item {item_id!r} in collection {name!r}", "not_found_error", "item_not_found")
     if not _ITEM_ID.match(item_id):
@@ -214,6 +228,13 @@ def _media_source(collections: Collections, name: str, item_id: str) -> tuple[Bi
         raise missing
     changed = APIError(404, f"the source of item {item_id!r} is missing or changed since it was indexed",
                        "not_found_error", "source_changed")
+    if not is_local(record.source):  # an object or an archive member: a private copy, checked as it is read
+        options = collection.extract_options()
+        try:
+            copy = spool(record.source, options.limits, options.archives, entry.content_hash)
+        except VlsearchError:
+            raise changed from None
+        return copy, os.fstat(copy.fileno()).st_size, media_type
     try:
         fd = open_without_links(record.source)
     except OSError:

@@ -28,6 +28,8 @@ class ServerConfig:
         model, reranker: checkpoints (hub id or directory); ``None`` takes ``$VLSEARCH_EMBEDDER``
             / ``$VLSEARCH_RERANKER``, else the Qwen3-VL 2B models.
         no_reranker: do not load a reranker (``/v1/rerank`` answers 503, search is vector-only).
+        rerank_pixels: the most pixels of a page or image as the reranker sees it (default: the
+            official reranker's 1,843,200).
         adapter, reranker_adapter: LoRA adapter directories (``vlsearch tune``) merged into the models
             as they load; the embedder's adapter is part of its fingerprint (collections check it).
         device, dtype: model placement (see ``Embedder``).
@@ -55,7 +57,12 @@ class ServerConfig:
         max_items: inputs per embeddings request; max_documents: documents per rerank request.
         max_media_bytes: largest inline (data URI) or fetched media file.
         max_image_pixels, max_video_seconds, max_video_frames: media caps, checked before decoding.
-        ingest_workers: decoding processes of ingestion jobs (0: in the job's thread).
+        ingest_workers: decoding processes of ingestion jobs (0: in the job's thread; default: from
+            the cores, as ``Collection.add``).
+        watch_paths: folders the server keeps indexed into ``watch_collection`` (``serve --watch``): a
+            first incremental pass, then their changes, each batch as an ingestion job.
+        watch_collection: the collection the watched folders go into.
+        watch_debounce: seconds a file must be left alone before it is indexed.
         served_model_name, served_reranker_name: names reported by the API (default: the hub id,
             or the directory's name, so no server path is shown).
     """
@@ -65,6 +72,7 @@ class ServerConfig:
     no_reranker: bool = False
     adapter: str | None = None
     reranker_adapter: str | None = None
+    rerank_pixels: int | None = None
     device: str | None = None
     dtype: str = "auto"
     host: str = "127.0.0.1"
@@ -91,7 +99,10 @@ class ServerConfig:
     max_image_pixels: int = MediaLimits.max_image_pixels
     max_video_seconds: float = 3600.0
     max_video_frames: int = 216_000  # an hour at 60 fps
-    ingest_workers: int = 2
+    ingest_workers: int | None = None
+    watch_paths: tuple[Path, ...] = ()
+    watch_collection: str = "default"
+    watch_debounce: float = 2.0
     served_model_name: str | None = None
     served_reranker_name: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -25,7 +25,7 @@ class Job:
     collection: str
     paths: list[str]
     options: dict[str, Any]
-    source: str  # "upload" or "paths"
+    source: str  # "upload", "paths" or "watch"
     status: str = "queued"  # queued, running, done, failed
     created: float = field(default_factory=time.time)
     started: float | None = None
@@ -35,6 +35,8 @@ class Job:
     items: int = 0
     report: dict[str, Any] | None = None
     error: str | None = None
+    result: Any = field(default=None, repr=False)  # the ``IndexReport`` itself (for the server's watcher)
+    finished_event: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "object": "ingest_job", "collection": self.collection, "source": self.source,
@@ -88,6 +90,9 @@ class JobManager:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=1.0)
+        with self._lock:
+            for job in self._jobs.values():
+                job.finished_event.set()  # nobody waits for a job that will not run
 
     def _changed(self) -> None:
         if self._on_change:
@@ -108,7 +113,7 @@ class JobManager:
                 job.files_done, job.files_total, job.items = done, total, items
 
             try:
-                report = self._run(job, progress)
+                report = job.result = self._run(job, progress)
                 job.report = summarise(report)
                 job.items = report.items
                 job.status = "done"
@@ -118,6 +123,7 @@ class JobManager:
                 log.exception("ingestion job %s failed", job.id)
                 job.error, job.status = f"internal error (job {job.id})", "failed"
             job.finished = time.time()
+            job.finished_event.set()
             self._changed()
 
 
@@ -126,4 +132,6 @@ def summarise(report: Any) -> dict[str, Any]:
     return {"seen": report.seen, "new": report.new, "changed": report.changed, "unchanged": report.unchanged,
             "skipped": report.skipped, "retried": report.retried, "failed_before": report.failed_before,
             "items": report.items, "pruned": report.pruned, "seconds": round(report.seconds, 3),
-            "failed": [{"source": s, "reason": scrub(r)} for s, r in report.failed], "summary": report.summary()}
+            "failed": [{"source": s, "reason": scrub(r)} for s, r in report.failed],
+            "not_read": [{"source": s, "reason": r} for s, r in getattr(report, "not_read", [])],
+            "summary": report.summary()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from typing import Any, Callable, Sequence
@@ -41,8 +42,10 @@ class Models:
         self.embedder = embedder or Embedder(embedder_name(config.model), adapter=config.adapter, **options)
         self.reranker: Reranker | None = None
         if not config.no_reranker:
+            budget = replace(Reranker.default_budget, max_pixels=config.rerank_pixels or
+                             Reranker.default_budget.max_pixels)
             self.reranker = reranker or Reranker(reranker_name(config.reranker), adapter=config.reranker_adapter,
-                                                 **options)
+                                                 budget=budget, **options)
         self.embedder_name = config.served_model_name or display_name(self.embedder.model_id)
         self.reranker_name = (config.served_reranker_name or display_name(self.reranker.model_id)
                               if self.reranker else None)
@@ -145,6 +148,7 @@ class BatchedEmbedder(EmbedderBase):
         self._models, self._background = models, background
         self.model_id = models.embedder.model_id
         self.dim = models.embedder.dim
+        self.device = models.embedder.device
 
     @property
     def fingerprint(self) -> str:

@@ -1,7 +1,8 @@
 // The vlsearch web page: search a collection (text and/or image), play video hits, add files.
 const $ = (selector) => document.querySelector(selector);
 const ui = {
-  collection: $('#collection'), info: $('#collection-info'), key: $('#api-key'), form: $('#search'),
+  collection: $('#collection'), info: $('#collection-info'), watch: $('#watch-info'), key: $('#api-key'),
+  form: $('#search'),
   query: $('#query'), image: $('#query-image'), preview: $('#query-preview'), rerank: $('#rerank'), mode: $('#mode'),
   topK: $('#top-k'), where: $('#where'), message: $('#message'), summary: $('#summary'), results: $('#results'),
   target: $('#upload-collection'), drop: $('#drop'), files: $('#upload-files'), job: $('#job'),
@@ -10,6 +11,7 @@ const ui = {
 };
 let queryImage = null; // data URI of the query image
 let blobUrl = null; // the video fetched with the API key, when one is set
+let watchTimer = null; // refreshes the collections while the chosen one is watched
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -22,6 +24,13 @@ function el(tag, props = {}, ...children) {
 }
 
 const basename = (path) => path.split(/[\\/]/).pop();
+// how a card names its source: a bucket object by its whole URI, an archive member from the archive's
+// name down (report.zip!/dir/page.pdf), a local file by its name (the whole path is in the tooltip)
+function shownName(source) {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) return source;
+  const at = source.indexOf('!/');
+  return at < 0 ? basename(source) : basename(source.slice(0, at)) + source.slice(at);
+}
 const enc = encodeURIComponent;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -84,12 +93,32 @@ function collectionChanged() {
   const c = JSON.parse(ui.collection.dataset.info || '{}')[name];
   const failed = c?.failed_files ? `, ${c.failed_files} failed` : '';
   ui.info.textContent = c ? `${c.items} items from ${c.files} files${failed}` : '';
+  showWatch(c?.watch);
   if (name) {
     localStorage.setItem('vlsearch.collection', name);
     ui.target.value = name;
   } else if (!ui.target.value) {
     ui.target.value = 'uploads';
   }
+}
+
+// the state of a watched collection (serve --watch), refreshed while it is shown
+function showWatch(watch) {
+  clearTimeout(watchTimer);
+  ui.watch.hidden = !watch;
+  if (!watch) return;
+  const folders = watch.folders || [];
+  const watching = folders.filter((f) => f.state === 'watching').length;
+  const missing = folders.filter((f) => f.state === 'missing');
+  const activity = { starting: 'first pass', indexing: 'indexing' }[watch.state]
+    || (watch.pending ? `${watch.pending} pending` : watch.state);
+  ui.watch.textContent = `· watching ${watching} folder${watching === 1 ? '' : 's'}: ${activity}; `
+    + `${watch.files_indexed} indexed, ${watch.files_removed} removed, ${watch.failed} failed`
+    + (missing.length ? `; missing: ${missing.map((f) => f.path).join(', ')}` : '')
+    + (watch.error ? `; error: ${watch.error}` : '');
+  ui.watch.title = missing.map((f) => `${f.path}: ${f.message}`).join('\n');
+  ui.watch.dataset.state = missing.length ? 'missing' : watch.state;
+  watchTimer = setTimeout(() => loadCollections(), 3000);
 }
 
 // ------------------------------------------------------------------ query image: file picker or paste
@@ -162,7 +191,7 @@ function highlighted(tag, className, text, words) {
 }
 
 function card(r, collection, words = []) {
-  const name = basename(r.source);
+  const name = shownName(r.source);
   const locator = r.page != null ? `page ${r.page}`
     : r.start != null ? `${clock(r.start)} – ${clock(r.end)}` : '';
   const picture = r.thumbnail ? el('img', { src: r.thumbnail, alt: `${name} ${locator}`.trim() })
@@ -195,7 +224,7 @@ async function play(r, collection) {
     blobUrl = URL.createObjectURL(await response.blob());
     src = blobUrl;
   }
-  ui.playerTitle.textContent = `${basename(r.source)}, ${clock(r.start)} – ${clock(r.end)}`;
+  ui.playerTitle.textContent = `${shownName(r.source)}, ${clock(r.start)} – ${clock(r.end)}`;
   ui.video.addEventListener('loadedmetadata', () => {
     if (Math.abs(ui.video.currentTime - r.start) > 0.25) ui.video.currentTime = r.start;
   }, { once: true });
@@ -260,7 +289,7 @@ function renderJob(job) {
       + `${done} of ${total ?? '?'} files, ${items} items`;
   }
   ui.job.dataset.status = job.status;
-  ui.failures.replaceChildren(...failed.map((f) => el('li', { textContent: `${basename(f.source)}: ${f.reason}` })));
+  ui.failures.replaceChildren(...failed.map((f) => el('li', { textContent: `${shownName(f.source)}: ${f.reason}` })));
 }
 
 // ------------------------------------------------------------------ wiring

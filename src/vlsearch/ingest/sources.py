@@ -1,0 +1,363 @@
+"""Sources: one way to list, stat, read and fingerprint local files, objects in buckets and archive members.
+
+A source is a string: a local path, an object URI (``s3://bucket/key``, ``gs://``, ``az://``; see
+``objects``) or an archive member (``/data/a.zip!/dir/page.pdf``, ``s3://b/x.tar.gz!/y.png``, and
+nested, ``a.zip!/inner.tar!/z.pdf``; see ``archives``). Discovery, the decoding workers, reranking
+(``piece_item``) and the server's media route all open sources through here, with the same caps.
+
+Decoders read local files: ``local_copy`` gives the path of a local source as it is, and for any
+other a private temporary copy (at most ``max_file_bytes``, checked while copying, removed when done;
+a failed copy leaves nothing behind). Each worker process keeps its last copies, so the parts of one
+big object (pages, video segments) do not download it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat as stat_module
+import tempfile
+import threading
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from ..errors import MediaError, VlsearchError
+from ..media.images import MediaLimits, NamedFile
+from .archives import SEPARATOR, ArchiveLimits, archive_format, depth, list_members, open_member, split_member
+from .entries import Found, content_hash, hash_stream, kind_of
+from .objects import list_objects, object_digest, object_info, open_object, store_of
+
+__all__ = ["Stat", "is_local", "is_uri", "under", "local_copy", "open_source", "spool", "stat_source", "fingerprint",
+           "changed_reason", "members", "list_uri", "CHANGED"]
+
+CHANGED = "source changed or missing since indexing"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Size, modification time and (objects) version tag of a source now."""
+
+    size: int
+    mtime: float
+    etag: str = ""
+
+
+def is_uri(source: str) -> bool:
+    """Whether the source (or the archive it lies in) is in a bucket: ``s3://``, ``gs://``, ``az://`` ..."""
+    return store_of(source) is not None
+
+
+def is_local(source: str) -> bool:
+    """A plain local file: no URI, not inside an archive."""
+    return not is_uri(source) and split_member(source) is None
+
+
+def under(source: str, root: str) -> bool:
+    """Whether ``source`` is ``root``, lies below the folder or prefix ``root``, or in the archive ``root``.
+
+    Example:
+        >>> under("s3://b/docs/a.pdf", "s3://b/docs"), under("/d/a.zip!/x.pdf", "/d/a.zip")
+        (True, True)
+    """
+    if source == root or source.startswith(root + SEPARATOR):
+        return True
+    separator = "/" if is_uri(root) else os.sep
+    return source.startswith(root.rstrip(separator) + separator)
+
+
+def list_uri(root: str) -> Iterator[Found]:
+    """The objects under a bucket URI (see ``objects.list_objects``)."""
+    return list_objects(root)
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+@contextmanager
+def open_source(source: str, limits: MediaLimits, archives: ArchiveLimits | None = None,
+                digest: str | None = None) -> Iterator[BinaryIO]:
+    """A seekable reader of any source: a local file, an object (refused when ``digest``, the
+    fingerprint recorded at listing, says it changed since), or an archive member.
+
+    Raises:
+        MediaError: the source is missing, unreadable, over ``max_file_bytes``, or breaks an archive cap.
+    """
+    archives = archives or ArchiveLimits()
+    split = split_member(source)
+    if split is not None:
+        outer, member = split
+        fmt = archive_format(outer)
+        assert fmt is not None
+        with _seekable(outer, limits, archives) as stream, open_member(stream, fmt, outer, member, archives) as handle:
+            _check_size(source, handle.size, limits)
+            yield handle  # type: ignore[misc]
+        return
+    if is_uri(source):
+        with open_object(source, digest) as (handle, info):
+            _check_size(source, info.size, limits)
+            yield handle  # type: ignore[misc]
+        return
+    try:
+        handle = open(source, "rb")
+    except OSError as exc:
+        raise MediaError(f"{source!r}: cannot read ({exc.strerror or exc})") from None
+    with handle:
+        info = os.fstat(handle.fileno())
+        if not stat_module.S_ISREG(info.st_mode):
+            raise MediaError(f"{source!r}: not a regular file")
+        _check_size(source, info.st_size, limits)
+        yield handle
+
+
+@contextmanager
+def _seekable(source: str, limits: MediaLimits, archives: ArchiveLimits) -> Iterator[BinaryIO]:
+    """An archive opened for random access: local files and objects directly, a member through a copy.
+    An archive may be larger than one file (``max_file_bytes``), up to ``max_total_bytes``."""
+    if split_member(source) is None:
+        wide = replace(limits, max_file_bytes=max(limits.max_file_bytes, archives.max_total_bytes))
+        with open_source(source, wide, archives) as stream:
+            yield stream
+    else:
+        with local_copy(source, limits, archives) as copy:
+            with open(copy.data if isinstance(copy, NamedFile) else copy, "rb") as stream:  # type: ignore[arg-type]
+                yield stream
+
+
+def _check_size(source: str, size: int, limits: MediaLimits) -> None:
+    if size > limits.max_file_bytes:
+        raise MediaError(f"{source!r}: {size} bytes, larger than {limits.max_file_bytes}")
+
+
+@contextmanager
+def local_copy(source: str, limits: MediaLimits, archives: ArchiveLimits | None = None,
+               digest: str | None = None) -> Iterator[str | NamedFile]:
+    """What a decoder can read: a local source as it is; any other as a private temporary copy,
+    named by the source in messages (``NamedFile``). With ``digest`` the copy must be of that content
+    (objects: their tag; members: their bytes), and it is kept for the next parts of the same file.
+
+    Example:
+        >>> with local_copy("s3://bucket/a.pdf", MediaLimits()) as readable:
+        ...     count = page_count(readable)
+    """
+    if is_local(source):
+        yield source
+        return
+    if digest:
+        cached = _COPIES.get(source, digest)
+        if cached is not None:
+            yield NamedFile(cached, source)
+            return
+    path = _download(source, limits, archives, digest)
+    try:
+        yield NamedFile(path, source)
+    finally:
+        if digest:
+            _COPIES.put(source, digest, path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _download(source: str, limits: MediaLimits, archives: ArchiveLimits | None, digest: str | None) -> Path:
+    """A private copy of the source (its extension kept, for decoders that go by it); removed on failure."""
+    name = source.rsplit("/", 1)[-1]
+    suffix = "".join(Path(name).suffixes[-2:]) if archive_format(name) else Path(name).suffix
+    handle = tempfile.NamedTemporaryFile(prefix="source-", suffix=suffix[:24], dir=_COPIES.folder(), delete=False)
+    path = Path(handle.name)
+    try:
+        with handle:
+            _copy_into(handle, source, limits, archives, digest)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def spool(source: str, limits: MediaLimits, archives: ArchiveLimits | None = None,
+          digest: str | None = None) -> BinaryIO:
+    """The bytes of a source in an anonymous temporary file (gone once closed), rewound; with ``digest``,
+    only if the source still holds that content.
+
+    Raises:
+        MediaError: missing, changed, unreadable or over ``max_file_bytes``.
+    """
+    handle = tempfile.TemporaryFile(prefix="vlsearch-")
+    try:
+        _copy_into(handle, source, limits, archives, digest)
+        handle.seek(0)
+    except BaseException:
+        handle.close()
+        raise
+    return handle  # type: ignore[return-value]
+
+
+def _copy_into(out: BinaryIO, source: str, limits: MediaLimits, archives: ArchiveLimits | None,
+               digest: str | None) -> None:
+    """Copy a source's bytes into ``out``, within ``max_file_bytes``; with ``digest``, check the content
+    (objects with a tag are checked by it before reading, the rest by hashing what was copied)."""
+    with open_source(source, limits, archives, digest) as stream:
+        hasher = hashlib.sha256()
+        written = 0
+        while block := stream.read(_CHUNK):
+            written += len(block)
+            if written > limits.max_file_bytes:
+                raise MediaError(f"{source!r}: larger than {limits.max_file_bytes} bytes")
+            hasher.update(block)
+            out.write(block)
+        tagged = bool(getattr(stream, "info", None) and stream.info.etag)  # type: ignore[attr-defined]
+    if not written:
+        raise MediaError(f"{source!r}: empty file")
+    if digest and not tagged and hasher.hexdigest() != digest:
+        raise MediaError(f"{source!r}: the content changed since it was listed")
+
+
+class _Copies:
+    """This process's last few copies, by (source, fingerprint); removed at exit."""
+
+    def __init__(self, keep: int = 2) -> None:
+        self.keep, self.items = keep, OrderedDict[tuple[str, str], Path]()
+        self.lock = threading.Lock()
+        self._folder: str | None = None
+
+    def folder(self) -> str:
+        with self.lock:
+            if self._folder is None or not os.path.isdir(self._folder):
+                self._folder = tempfile.mkdtemp(prefix="vlsearch-copies-")  # mode 0700
+                from multiprocessing import util
+
+                util.Finalize(None, shutil.rmtree, args=(self._folder, True), exitpriority=10)
+            return self._folder
+
+    def get(self, source: str, digest: str) -> Path | None:
+        with self.lock:
+            path = self.items.get((source, digest))
+            if path is not None and path.exists():
+                self.items.move_to_end((source, digest))
+                return path
+            return None
+
+    def put(self, source: str, digest: str, path: Path) -> None:
+        with self.lock:
+            self.items[(source, digest)] = path
+            while len(self.items) > self.keep:
+                _, old = self.items.popitem(last=False)
+                old.unlink(missing_ok=True)
+
+
+_COPIES = _Copies()
+
+
+# -- state -----------------------------------------------------------------------------------------
+
+def stat_source(source: str, limits: MediaLimits | None = None, archives: ArchiveLimits | None = None) -> Stat:
+    """Size, time and tag of a source now (a member: as its archive lists it).
+
+    Raises:
+        MediaError: it is missing or cannot be reached.
+    """
+    split = split_member(source)
+    if split is not None:
+        outer, member = split
+        archives = archives or ArchiveLimits()
+        fmt = archive_format(outer)
+        assert fmt is not None
+        with _seekable(outer, limits or MediaLimits(), archives) as stream:
+            listed, _ = list_members(stream, fmt, outer, archives, _stream_size(stream))
+        for found in listed:
+            if found.name == member:
+                if found.error:
+                    raise MediaError(f"{source!r}: {found.error}")
+                return Stat(found.size, found.mtime)
+        raise MediaError(f"{source!r}: no such member in the archive")
+    if is_uri(source):
+        info = object_info(source)
+        return Stat(info.size, info.mtime, info.etag)
+    try:
+        info = os.stat(source)
+    except OSError as exc:
+        raise MediaError(f"{source!r}: cannot access ({exc.strerror or exc})") from None
+    return Stat(info.st_size, info.st_mtime)
+
+
+def fingerprint(found: Found, limits: MediaLimits | None = None, archives: ArchiveLimits | None = None) -> str:
+    """The content fingerprint recorded for a source: the SHA-256 of its bytes, or for an object with a
+    version tag, a digest of the tag (nothing downloaded).
+
+    Raises:
+        MediaError: the source cannot be read.
+    """
+    source = found.source
+    if is_local(source):
+        return content_hash(source)
+    if is_uri(source) and found.etag:
+        return object_digest(found.etag)
+    with open_source(source, limits or MediaLimits(), archives) as stream:
+        return hash_stream(stream, _CHUNK)
+
+
+def changed_reason(source: str, digest: str | None, size: int | None = None, mtime: float | None = None,
+                   limits: MediaLimits | None = None, archives: ArchiveLimits | None = None) -> str:
+    """Empty when ``source`` still holds the content ``digest`` was taken of, else why not. The same size
+    and time as recorded (``size``, ``mtime``) settle it without reading; else the fingerprint does."""
+    try:
+        now = stat_source(source, limits, archives)
+    except VlsearchError as exc:
+        return CHANGED if is_local(source) else str(exc)
+    if (now.size, now.mtime) == (size, mtime):
+        return ""
+    try:
+        if digest and fingerprint(Found(source, kind_of(source), now.size, now.mtime, etag=now.etag),
+                                  limits, archives) == digest:
+            return ""
+    except VlsearchError as exc:
+        return str(exc)
+    return CHANGED
+
+
+# -- archives --------------------------------------------------------------------------------------
+
+def members(archive: str, limits: MediaLimits, archives: ArchiveLimits, relative: str = "") -> Iterator[Found]:
+    """The members of an archive as ``Found`` entries (nested archives expanded up to ``max_depth``),
+    each named ``archive!/member``; refused members carry their reason, and an archive over a cap
+    yields a ``Found`` for itself with the reason after the members listed before it."""
+    level = depth(archive) + 1
+    if level > archives.max_depth:
+        yield Found(archive, None, error=f"an archive nested {level} deep, over the cap of {archives.max_depth} "
+                                         "(its members are not indexed)", relative=relative)
+        return
+    fmt = archive_format(archive)
+    assert fmt is not None
+    try:
+        with _seekable(archive, limits, archives) as stream:
+            size = _stream_size(stream)
+            listed, cap = list_members(stream, fmt, archive, archives, size)
+    except VlsearchError as exc:
+        yield Found(archive, None, error=_bare(str(exc), archive), relative=relative, folder=True)
+        return
+    for member in listed:
+        source = f"{archive}{SEPARATOR}{member.name}"
+        inner = f"{relative}{SEPARATOR}{member.name}" if relative else member.name
+        if member.error is None and archive_format(member.name):
+            yield from members(source, limits, archives, inner)
+            continue
+        yield Found(source, kind_of(member.name), member.size, member.mtime, member.error, inner)
+    if cap:
+        yield Found(archive, None, error=cap, relative=relative)
+
+
+def _stream_size(stream: BinaryIO) -> int:
+    try:
+        end = stream.seek(0, os.SEEK_END)
+        stream.seek(0)
+        return int(end)
+    except (OSError, ValueError):
+        return 0
+
+
+def _bare(message: str, source: str) -> str:
+    """A message without the leading ``'source': `` (``Found.error`` is shown after the source)."""
+    head = f"{source!r}: "
+    return message[len(head):] if message.startswith(head) else message
