@@ -4,7 +4,10 @@
 The server (``vlsearch.server``, micro-batching on) runs in this process on a loopback port;
 the load generator (``tests/load_client.py``) runs in another process, with its own GIL.
 Rounds alternate sequential and concurrent, so drift hits both alike; the table shows
-requests/s, the ratio, p50/p99 latency, and how many requests each model batch merged.
+requests/s, the ratio, p50/p99 latency, and how many requests each model batch merged. With the
+server in this process, the same inputs are then embedded by the library in one call
+(``Embedder.embed``, its own batching): "vs lib" is the concurrent rate over that rate, the share
+of in-process batched throughput that HTTP and micro-batching keep.
 
 Example (CPU, tiny random checkpoint, about 1 minute on 2 cores):
     python bench/bench_server.py
@@ -34,6 +37,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is built locally
 LOAD_CLIENT = Path(__file__).resolve().parents[1] / "tests" / "load_client.py"
+sys.path.insert(0, str(LOAD_CLIENT.parent))  # its payload words, for the in-process baseline
 
 
 def image_uri() -> str:
@@ -75,6 +79,24 @@ def batches(url: str, key: str | None) -> tuple[float, float]:
             if line.startswith(name + '{model="embed"}'):
                 values[name] = float(line.rsplit(" ", 1)[1])
     return values.get("vlsearch_batch_requests_sum", 0.0), values.get("vlsearch_batch_requests_count", 0.0)
+
+
+def library_rate(embedder: Any, kind: str, n: int) -> float:
+    """Items/s of ``Embedder.embed`` on the inputs the load client sends (median of 3 calls)."""
+    from load_client import WORDS
+
+    from vlsearch.testing import gradient_image
+
+    image = gradient_image(128, 96, seed=2)
+    texts = [" ".join(WORDS[(i + j) % len(WORDS)] for j in range(12 + i % 5)) for i in range(n)]
+    items = [{"image": image, "text": t} if kind == "image" else t for t in texts]
+    embedder.embed(items[: min(n, 16)], progress=False)  # warm
+    seconds = []
+    for _ in range(3):
+        start = time.perf_counter()
+        embedder.embed(items, progress=False)
+        seconds.append(time.perf_counter() - start)
+    return n / statistics.median(seconds)
 
 
 def measure(args: argparse.Namespace, url: str, kind: str) -> dict[str, Any]:
@@ -137,6 +159,11 @@ def main() -> int:
         server, thread, url = start_server(args, checkpoint)
     try:
         results = [measure(args, url, kind.strip()) for kind in args.kinds.split(",") if kind.strip()]
+        if server is not None:
+            embedder = server.config.app.state.models.embedder
+            for r in results:
+                r["lib_rps"] = library_rate(embedder, r["kind"], args.clients * args.per_client)
+                r["vs_lib"] = r["conc_rps"] / r["lib_rps"]
     finally:
         if server is not None:
             server.should_exit = True
@@ -147,11 +174,12 @@ def main() -> int:
                "torch_threads": torch.get_num_threads()}
     print(f"{machine}\n{args.clients} clients vs sequential, median of {args.rounds} rounds")
     print(f"{'kind':6} {'seq req/s':>10} {'conc req/s':>11} {'ratio':>6} {'seq p50/p99 ms':>16} "
-          f"{'conc p50/p99 ms':>17} {'req/batch':>10} {'errors':>7}")
+          f"{'conc p50/p99 ms':>17} {'req/batch':>10} {'errors':>7} {'lib items/s':>12} {'vs lib':>7}")
     for r in results:
         print(f"{r['kind']:6} {r['seq_rps']:10.0f} {r['conc_rps']:11.0f} {r['ratio']:5.2f}x "
               f"{r['seq_p50']:7.1f} / {r['seq_p99']:6.1f} {r['conc_p50']:8.1f} / {r['conc_p99']:6.1f} "
-              f"{r['requests_per_batch']:10.1f} {r['errors']:7d}")
+              f"{r['requests_per_batch']:10.1f} {r['errors']:7d} {r.get('lib_rps', float('nan')):12.0f} "
+              f"{r.get('vs_lib', float('nan')):6.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "results": results}, indent=2))
     return 1 if any(r["errors"] for r in results) else 0

@@ -72,3 +72,21 @@ def indexed(tmp_path_factory, embedder_path, embedder, reranker):
     from agent_corpus import build
 
     return build(tmp_path_factory.mktemp("indexed"), embedder_path, embedder, reranker)
+
+
+@pytest.fixture
+def row_count_sensitive_blas(monkeypatch):
+    """Matrix products that round each call by its row count, as MKL does on some CPUs: a stand-in
+    for the kernel choices of a machine we do not run on."""
+    import torch
+
+    def sensitive(product):
+        def call(*args, out=None, **kwargs):
+            result = product(*args, **kwargs)
+            result = result * (1 + (result.shape[-2] % 5 if result.dim() > 1 else 0) * 2.0 ** -22)
+            return out.copy_(result) if out is not None else result
+        return call
+
+    for name in ("mm", "addmm", "matmul", "bmm"):
+        monkeypatch.setattr(torch, name, sensitive(getattr(torch, name)))
+    monkeypatch.setattr(torch.nn.functional, "linear", sensitive(torch.nn.functional.linear))

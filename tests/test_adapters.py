@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import test_invariance
 from tune_data import colour_task
 from vlsearch import Embedder, Reranker
 from vlsearch.cli import build_parser, main
@@ -20,7 +19,6 @@ from vlsearch.testing import gradient_image
 from vlsearch.tune import TrainOptions, TuneOptions, from_task, tune
 
 pytest.importorskip("peft")
-row_count_sensitive_blas = test_invariance.row_count_sensitive_blas  # a BLAS that rounds by row count (fixture)
 
 ITEMS = ["a red picture", "something much longer about a blue photo that is mostly blue",
          {"image": gradient_image(64, 48, seed=1)}, {"image": gradient_image(200, 120, seed=2), "text": "caption"}]

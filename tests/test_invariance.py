@@ -75,23 +75,6 @@ def test_random_batch_compositions_rerank_bit_for_bit(reranker_path, media):
         assert model.score("query text", [pool[i] for i in picks]) == [alone[i] for i in picks]
 
 
-@pytest.fixture
-def row_count_sensitive_blas(monkeypatch):
-    """Matrix products that round each call by its row count, as MKL does on some CPUs: a stand-in
-    for the kernel choices of a machine we do not run on."""
-
-    def sensitive(product):
-        def call(*args, out=None, **kwargs):
-            result = product(*args, **kwargs)
-            result = result * (1 + (result.shape[-2] % 5 if result.dim() > 1 else 0) * 2.0 ** -22)
-            return out.copy_(result) if out is not None else result
-        return call
-
-    for name in ("mm", "addmm", "matmul", "bmm"):
-        monkeypatch.setattr(torch, name, sensitive(getattr(torch, name)))
-    monkeypatch.setattr(torch.nn.functional, "linear", sensitive(torch.nn.functional.linear))
-
-
 def test_invariance_does_not_rest_on_the_blas(embedder_path, media, row_count_sensitive_blas):
     """Each product sees one input's rows, so a BLAS that rounds by shape cannot tell the batch;
     merged GEMMs (``batch_invariant=False``) can."""

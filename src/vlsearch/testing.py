@@ -95,6 +95,7 @@ def build_checkpoint(
     seed: int = 0,
     tie_word_embeddings: bool = False,
     weights: bool = True,
+    dtype: str = "float32",
 ) -> Path:
     """Write a random Qwen3-VL checkpoint (config, tokenizer, processor, weights) to ``path``.
 
@@ -105,6 +106,7 @@ def build_checkpoint(
         seed: torch seed for the random weights.
         tie_word_embeddings: share the input embedding with the LM head, as the 2B models do.
         weights: False writes config, tokenizer and processor only.
+        dtype: of the saved weights ("float32", or "bfloat16": half the bytes to write and load).
 
     Returns:
         The directory, ready for ``Embedder(path)`` or ``Reranker(path)``.
@@ -152,6 +154,7 @@ def build_checkpoint(
                     p.normal_(0.0, 0.2) if p.dim() > 1 else None
         from transformers.utils import logging as hf_logging
 
+        model = model.to(getattr(torch, dtype))
         hf_logging.disable_progress_bar()
         try:
             model.save_pretrained(path)

@@ -1,4 +1,4 @@
-"""Length-sorted batches under a token budget, padded collation, and OOM back-off."""
+"""Length-sorted batches under a token budget, padded or packed collation, and OOM back-off."""
 
 from __future__ import annotations
 
@@ -28,6 +28,28 @@ def plan_batches(lengths: Sequence[int], max_tokens: int, max_items: int) -> lis
     return batches
 
 
+def plan_packed(lengths: Sequence[int], max_tokens: int, max_items: int) -> list[list[int]]:
+    """Group indices, longest first, so that real tokens (no padding) stay within ``max_tokens``.
+
+    An input longer than ``max_tokens`` gets a batch of its own.
+
+    Example:
+        >>> plan_packed([5, 100, 7, 90], max_tokens=200, max_items=8)
+        [[1, 3, 2], [0]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    used = 0
+    for index in order:
+        if not batches or len(batches[-1]) >= max_items or used + lengths[index] > max_tokens:
+            batches.append([index])
+            used = lengths[index]
+        else:
+            batches[-1].append(index)
+            used += lengths[index]
+    return batches
+
+
 def collate(encoded: Sequence[Encoded], pad_token_id: int, device: str) -> dict[str, Any]:
     """Right-pad token rows and concatenate pixels in row order; returns model kwargs."""
     import torch
@@ -40,12 +62,41 @@ def collate(encoded: Sequence[Encoded], pad_token_id: int, device: str) -> dict[
         input_ids[row, : len(e)] = e.input_ids
         types[row, : len(e)] = e.mm_token_type_ids
         mask[row, : len(e)] = 1
-    batch = {"input_ids": input_ids, "attention_mask": mask, "mm_token_type_ids": types}
+    batch = {"input_ids": input_ids, "attention_mask": mask, "mm_token_type_ids": types, **vision_inputs(encoded)}
+    return to_device(batch, device)
+
+
+def collate_packed(encoded: Sequence[Encoded], positions: Callable[[Encoded], Any], device: str) -> dict[str, Any]:
+    """Concatenate token rows without padding into one (1, total) row; returns model kwargs.
+
+    ``positions(e)`` gives an input's own (3, len) multimodal rotary positions (as transformers
+    computes them for one input), so that each sequence keeps the positions it has alone.
+    """
+    import torch
+
+    batch = {"input_ids": torch.cat([e.input_ids for e in encoded])[None],
+             "position_ids": torch.cat([positions(e) for e in encoded], dim=1)[:, None],  # (3, 1, total)
+             **vision_inputs(encoded)}
+    return to_device(batch, device)
+
+
+def vision_inputs(encoded: Sequence[Encoded]) -> dict[str, Any]:
+    """Pixels and grids of a batch, concatenated in input order."""
+    import torch
+
+    batch = {}
     for key in ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw"):
         parts = [getattr(e, key) for e in encoded if getattr(e, key) is not None]
         if parts:
             batch[key] = torch.cat(parts)
-    return {k: v.to(device) for k, v in batch.items()}
+    return batch
+
+
+def to_device(batch: dict[str, Any], device: str) -> dict[str, Any]:
+    """Tensors moved to ``device``; to a GPU through pinned host memory, without blocking the host."""
+    if not str(device).startswith("cuda"):
+        return {k: v.to(device) for k, v in batch.items()}
+    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def last_token(hidden: Any, attention_mask: Any) -> Any:
@@ -54,6 +105,14 @@ def last_token(hidden: Any, attention_mask: Any) -> Any:
 
     last = attention_mask.sum(dim=1) - 1
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+def last_token_packed(hidden: Any, cu_seqlens: Sequence[int]) -> Any:
+    """The hidden state of each sequence's last token in a packed row: (1, T, D) -> (B, D)."""
+    import torch
+
+    ends = torch.tensor(cu_seqlens[1:], device=hidden.device) - 1
+    return hidden[0, ends]
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -7,70 +7,36 @@ shape that depends on that input alone. A result is then a function of its own i
 weights and the machine; it never changes with the batch, on any CPU or BLAS.
 
 - **One input per GEMM.** Each linear layer of the language model runs on each sequence's
-  real tokens (``InvariantLinear``); padding tokens are never computed (their outputs are
-  zero). Row counts are padded to a multiple of 16 within the input, which also keeps results
-  the same for any thread count.
-- **Language model, attention per sequence** (``rowwise_sdpa``), on its real tokens only.
+  real tokens (``InvariantLinear``), whether the batch is padded rows or one packed row
+  (``layout.py``); padding tokens are never computed. Row counts are padded to a multiple of
+  16 within the input, which also keeps results the same for any thread count.
+- **Language model, attention per sequence** (``attention.py``), on its real tokens only.
 - **Vision tower, one image or video per forward** (``per_input_vision``): its GEMMs and
   convolutions see one input's patches, and its attention already runs per image.
+- **Norms.** On a CPU, ATen reduces each token's row in one thread in a fixed order, whatever
+  the number of rows. GPU reduction kernels choose how to split a row by the tensor's shape,
+  so on CUDA the language model's RMSNorms sum in a fixed pairwise order written as
+  elementwise additions (``InvariantRMSNorm``), which no kernel choice can reorder.
 
-Everything else (norms, activations, rotary embeddings, pooling) is per token or per row.
+Everything else (activations, rotary embeddings, pooling) is per token or per row.
 Batching still shares the Python and framework overhead, the attention calls and the
 preprocessing pipeline; what it gives up is merging several short inputs into one GEMM.
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-ROWWISE_ATTENTION = "vlsearch_rowwise_sdpa"
+from .attention import ROWWISE_ATTENTION, register_rowwise_attention, rowwise_sdpa
+from .layout import ROWS, PackedLayout, RowLayout
 
-
-@dataclass(frozen=True)
-class RowLayout:
-    """The real lengths of the rows of a right-padded (rows, width) batch."""
-
-    lengths: list[int]
-
-    def matches(self, x: torch.Tensor) -> bool:
-        return x.dim() >= 3 and x.shape[0] == len(self.lengths) and x.shape[1] == max(self.lengths)
-
-
-ROWS: ContextVar[RowLayout | None] = ContextVar("vlsearch_rows", default=None)
-
-
-def rowwise_sdpa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, **kwargs: Any):
-    """Causal attention run separately on each row's real tokens (the layout in ``ROWS``).
-
-    Each row goes through exactly the computation of an unpadded batch of one, and no
-    attention is spent on padding. Anything else (the vision tower, calls outside vlsearch)
-    falls through to plain SDPA.
-    """
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    layout = ROWS.get()
-    if layout is None or not getattr(module, "is_causal", False) or query.shape[0] != len(layout.lengths):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    out = query.new_zeros(query.shape[0], query.shape[2], query.shape[1], value.shape[-1])  # (B, L, H, D)
-    for row, n in enumerate(layout.lengths):
-        rows, _ = sdpa_attention_forward(module, query[row:row + 1, :, :n], key[row:row + 1, :, :n],
-                                         value[row:row + 1, :, :n], None, **kwargs)
-        out[row, :n] = rows[0]
-    return out, None
-
-
-def register_rowwise_attention() -> str:
-    """Make ``rowwise_sdpa`` available to ``from_pretrained(attn_implementation=...)``."""
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(ROWWISE_ATTENTION, rowwise_sdpa)
-    return ROWWISE_ATTENTION
+__all__ = ["ROWS", "ROWWISE_ATTENTION", "ROW_QUANTUM", "InvariantLinear", "InvariantRMSNorm", "PackedLayout",
+           "RowLayout", "make_batch_invariant", "make_plain", "per_input_vision", "register_rowwise_attention",
+           "rowwise_sdpa"]
 
 
 ROW_QUANTUM = 16  # every GEMM has a multiple of this many rows
@@ -79,8 +45,9 @@ ROW_QUANTUM = 16  # every GEMM has a multiple of this many rows
 class InvariantLinear(nn.Linear):
     """``nn.Linear`` whose every GEMM holds the rows of one input, padded to ``ROW_QUANTUM``.
 
-    - A 3-d input laid out as the current ``ROWS`` (the language model's padded batch) is
-      multiplied one sequence at a time, over its real tokens only; padding outputs are zero.
+    - A 3-d input laid out as the current ``ROWS`` (the language model's padded batch or packed
+      row) is multiplied one sequence at a time, over its real tokens only; padding outputs are
+      zero.
     - A 2-d input is one input's rows already (the vision tower runs per input).
 
     Padding the row count to a multiple of 16 (zero rows, a function of the input's own
@@ -97,6 +64,9 @@ class InvariantLinear(nn.Linear):
         layout = ROWS.get()
         if layout is None or not layout.matches(x):
             return super().forward(x)
+        if isinstance(layout, PackedLayout):
+            parts = [self._rows(x[0, s:e]) for s, e in layout.spans()]
+            return (parts[0] if len(parts) == 1 else torch.cat(parts))[None]
         out = x.new_zeros(*x.shape[:-1], self.out_features)
         for row, n in enumerate(layout.lengths):
             out[row, :n] = self._rows(x[row, :n])
@@ -108,6 +78,47 @@ class InvariantLinear(nn.Linear):
         if padded != n:
             rows = torch.cat([rows, rows.new_zeros(padded - n, rows.shape[1])])
         return F.linear(rows, self.weight, self.bias)[:n]
+
+
+def fixed_order_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum over the last dimension in a pairwise order fixed by its width alone: (..., n) -> (..., 1).
+
+    Each step adds the upper half onto the lower half (an odd last element is carried), so the
+    result is built from elementwise additions only: no reduction kernel, whose split of a row
+    could depend on how many rows the tensor has.
+    """
+    while x.shape[-1] > 1:
+        n = x.shape[-1]
+        half = n // 2
+        summed = x[..., :half] + x[..., half:2 * half]
+        x = summed if n % 2 == 0 else torch.cat([summed, x[..., 2 * half:]], dim=-1)
+    return x
+
+
+class InvariantRMSNorm(nn.Module):
+    """Stands in for the language model's ``RMSNorm`` class (its weight and epsilon), summing the
+    squares in ``fixed_order_sum``'s order when ``fixed_order`` is set (on CUDA)."""
+
+    fixed_order = False
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if not self.fixed_order or torch.is_grad_enabled():
+            return super().forward(hidden_states)
+        dtype = hidden_states.dtype
+        x = hidden_states.to(torch.float32)
+        variance = fixed_order_sum(x * x) / x.shape[-1]
+        return self.weight * (x * torch.rsqrt(variance + self.variance_epsilon)).to(dtype)
+
+
+def _invariant_norm_class(norm: type) -> type:
+    """``InvariantRMSNorm`` in front of ``norm`` (one class per norm class, made once)."""
+    cls = _NORM_CLASSES.get(norm)
+    if cls is None:
+        cls = _NORM_CLASSES[norm] = type(f"Invariant{norm.__name__}", (InvariantRMSNorm, norm), {})
+    return cls
+
+
+_NORM_CLASSES: dict[type, type] = {}
 
 
 def per_input_vision(vision: nn.Module) -> None:
@@ -129,14 +140,33 @@ def per_input_vision(vision: nn.Module) -> None:
     vision.forward = forward
 
 
-def make_batch_invariant(model: nn.Module) -> None:
-    """Switch a loaded ``Qwen3VLModel`` to batch-invariant execution, in place.
+def make_batch_invariant(model: nn.Module, fixed_order_norms: bool = False) -> None:
+    """Switch a loaded ``Qwen3VLModel`` to batch-invariant execution, in place (``make_plain`` undoes it).
 
+    ``fixed_order_norms``: the language model's RMSNorms sum in a fixed order (for GPUs).
     Weights, module names and state dicts stay as they are.
     """
     for module in model.modules():
         if type(module) is nn.Linear:
             module.__class__ = InvariantLinear
+    for module in model.language_model.modules():
+        if type(module).__name__.endswith("RMSNorm"):
+            if not isinstance(module, InvariantRMSNorm):
+                module.__class__ = _invariant_norm_class(type(module))
+            module.fixed_order = fixed_order_norms
     if not hasattr(model.visual, "_vlsearch_per_input"):
         per_input_vision(model.visual)
         model.visual._vlsearch_per_input = True
+
+
+def make_plain(model: nn.Module) -> None:
+    """Undo ``make_batch_invariant``: plain linear layers, norms and vision tower, in place."""
+    for module in model.modules():
+        if type(module) is InvariantLinear:
+            module.__class__ = nn.Linear
+        elif isinstance(module, InvariantRMSNorm):
+            module.__class__ = type(module).__mro__[2]  # (Invariant<Norm>, InvariantRMSNorm, <Norm>, ...)
+            del module.fixed_order
+    if hasattr(model.visual, "_vlsearch_per_input"):
+        del model.visual.forward  # the instance attribute set by per_input_vision
+        del model.visual._vlsearch_per_input

@@ -54,6 +54,7 @@ class Encoded:
     image_grid_thw: Any = None  # (images, 3)
     pixel_values_videos: Any = None
     video_grid_thw: Any = None
+    position_ids: Any = None  # (3, L) multimodal rotary positions, filled in by the model for packing
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
