@@ -6,6 +6,7 @@ test_store_contract.py.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -97,6 +98,12 @@ def test_ann_recall_after_optimize(tmp_path: Path) -> None:
     store.add([Record(id=str(i), source="s", content_hash="h", locator=Locator("image"), vector=v) for i, v in enumerate(data)])
     store.optimize()
     assert any(ix.columns == ["vector"] for ix in store._records.list_indices())  # type: ignore[union-attr]
+    built = json.loads((tmp_path / "ann" / "index.json").read_text())  # recorded with the collection
+    assert built == {"type": "IVF_SQ", "rows": n, "partitions": round(n ** 0.5), "nprobes": 10, "refine_factor": 5}
+    assert store._search_params(10) == {"nprobes": 10, "refine_factor": 5}
+    store.nprobes = 3  # an explicit setting wins over the recorded one
+    assert store._search_params(10)["nprobes"] == 3
+    store.nprobes = None
     queries = centroids[rng.integers(0, 200, 30)] + 0.1 * rng.standard_normal((30, dim)).astype(np.float32)
     recalls = []
     for q in queries:
@@ -107,3 +114,28 @@ def test_ann_recall_after_optimize(tmp_path: Path) -> None:
     assert np.mean(recalls) >= 0.9
     filtered = store.search(queries[0], 5, where="id < '5'")
     assert len(filtered) == 5 and all(h.record.id < "5" for h in filtered)
+
+
+def test_the_index_grows_with_the_collection(tmp_path: Path) -> None:
+    """New rows are folded into the index; once the table has doubled since the build, the index
+    is trained again (more partitions), and index.json says so."""
+    rng = np.random.default_rng(1)
+    store = LanceStore(tmp_path / "grow", ann_threshold=1_000)
+
+    def add(start: int, n: int) -> np.ndarray:
+        data = unit(rng, n)
+        store.add([Record(id=str(start + i), source="s", content_hash="h", locator=Locator("image"), vector=v)
+                   for i, v in enumerate(data)])
+        store.optimize()
+        return data
+
+    def built() -> dict:
+        return json.loads((tmp_path / "grow" / "index.json").read_text())
+
+    add(0, 1_200)
+    assert built()["rows"] == 1_200 and built()["partitions"] == round(1_200 ** 0.5)
+    late = add(1_200, 600)  # below double: folded into the same index
+    assert built()["rows"] == 1_200
+    assert store.search(late[7], 1)[0].record.id == str(1_200 + 7)  # a folded row is found through the index
+    add(1_800, 700)  # 2,500 >= 2 x 1,200: trained again
+    assert built()["rows"] == 2_500 and built()["partitions"] == 50

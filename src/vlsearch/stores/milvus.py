@@ -191,15 +191,20 @@ class MilvusStore:
             self._call("delete", self._client.delete, self.collection, ids=found[i:i + _CHUNK])
         return len(found)
 
-    def search(self, vector: np.ndarray, k: int, where: str | None = None, exact: bool | None = None) -> list[Hit]:
-        """The ``k`` nearest records by cosine similarity, best first, filtered by ``where``
-        (``stores.filters``, rendered for Milvus). ``exact=True`` asks the index
-        for a wide search (Milvus Lite searches exactly at any size)."""
+    def _start_search(self, k: int, where: str | None) -> str | None:
+        """Check ``k``, render the filter for Milvus and sync; None when there is nothing to search yet."""
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise InputError(f"k must be an int between 1 and {MAX_K}, got {k!r}")
         expr = parse(where, capped=False).milvus() if where else ""
         self._sync()
-        if not self._has_records:
+        return expr if self._has_records else None
+
+    def search(self, vector: np.ndarray, k: int, where: str | None = None, exact: bool | None = None) -> list[Hit]:
+        """The ``k`` nearest records by cosine similarity, best first, filtered by ``where``
+        (``stores.filters``, rendered for Milvus). ``exact=True`` asks the index
+        for a wide search (Milvus Lite searches exactly at any size)."""
+        expr = self._start_search(k, where)
+        if expr is None:
             return []
         q = check_vector(vector, "query")
         if q.shape[0] != self.dim:
@@ -243,11 +248,8 @@ class MilvusStore:
         """BM25 over the source path and text (Milvus' BM25 function); collections created before
         lexical search have no such field and say so."""
         query = check_lexical_query(query)
-        if not isinstance(k, int) or not 1 <= k <= MAX_K:
-            raise InputError(f"k must be an int between 1 and {MAX_K}, got {k!r}")
-        expr = parse(where, capped=False).milvus() if where else ""
-        self._sync()
-        if not self._has_records:
+        expr = self._start_search(k, where)
+        if expr is None:
             return []
         if not self._lexical:
             raise StoreError(f"{self.where}: this Milvus collection was created before lexical search and has no "
