@@ -325,9 +325,11 @@ def run_eval(tasks: Sequence[str | RetrievalTask], options: EvalOptions, *, embe
     for d in dims:
         if not 1 <= d <= embedder.dim:
             raise InputError(f"dim must be between 1 and {embedder.dim}, not {d}")
-    bad = [m for m in options.modes if m not in ("dense", "lexical", "hybrid")]
+    from ..collection import MODES
+
+    bad = [m for m in options.modes if m not in MODES]
     if bad:
-        raise InputError(f"mode must be one of dense, lexical, hybrid, not {bad[0]!r}")
+        raise InputError(f"mode must be one of {', '.join(MODES)}, not {bad[0]!r}")
     settings = [Setting(d, p, m) for m in options.modes if m != "lexical" for d in dims for p in options.precisions]
     if "lexical" in options.modes:
         settings.append(Setting(embedder.dim, "float32", "lexical"))

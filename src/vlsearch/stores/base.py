@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from vlsearch.errors import InputError, StoreError
+from vlsearch.items import check_text
 from vlsearch.locator import Located, Locator
 
 FileStatus = Literal["done", "failed"]
@@ -97,11 +98,7 @@ def check_lexical_query(query: Any) -> str:
     if len(query) > MAX_LEXICAL_QUERY:
         raise InputError(f"the query has {len(query)} characters, over the limit of {MAX_LEXICAL_QUERY} "
                          "for lexical search")
-    try:
-        query.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InputError("the query is not valid Unicode (a lone surrogate)") from None
-    return query
+    return check_text(query, "the query")
 
 
 def check_vector(vector: Any, name: str) -> np.ndarray:

@@ -99,6 +99,7 @@ class LanceStore:
             raise StoreError(f"{self.path}: cannot open store: {e}") from e
         self._records: lancedb.table.Table | None = None
         self._files: lancedb.table.Table | None = None
+        self._fts_checked: lancedb.table.Table | None = None  # the table whose FTS indexes exist
         self.dim: int | None = dim
         self._sync()
 
@@ -161,10 +162,7 @@ class LanceStore:
         Example:
             >>> store.search(q, k=5, where="modality = 'video' AND start >= 60")  # doctest: +SKIP
         """
-        if not isinstance(k, int) or k < 1:
-            raise InputError(f"k must be a positive int, got {k!r}")
-        self._sync()
-        if self._records is None:
+        if not self._start_search(k):
             return []
         q = check_vector(vector, "query")
         if q.shape[0] != self.dim:
@@ -216,10 +214,7 @@ class LanceStore:
         """BM25 over ``text`` and ``source`` with LanceDB's native full-text indexes; the query is
         matched as words (no query syntax). New rows not yet folded into the index are searched too."""
         query = check_lexical_query(query)
-        if not isinstance(k, int) or k < 1:
-            raise InputError(f"k must be a positive int, got {k!r}")
-        self._sync()
-        if self._records is None:
+        if not self._start_search(k):
             return []
         self._ensure_fts()
         from lancedb.query import MultiMatchQuery
@@ -236,9 +231,19 @@ class LanceStore:
         scores = result.column("_score").to_numpy(zero_copy_only=False)
         return [Hit(_to_record(row), float(s)) for row, s in zip(result.drop_columns(["_score"]).to_pylist(), scores)]
 
+    def _start_search(self, k: int) -> bool:
+        """Check ``k`` and open the tables; False when there is nothing to search yet."""
+        if not isinstance(k, int) or k < 1:
+            raise InputError(f"k must be a positive int, got {k!r}")
+        self._sync()
+        return self._records is not None
+
     def _ensure_fts(self) -> None:
-        """Create the full-text indexes that are missing (collections older than lexical search)."""
+        """Create the full-text indexes that are missing (collections older than lexical search),
+        once per opened table: an index, once there, stays."""
         assert self._records is not None
+        if self._fts_checked is self._records:
+            return
         indexed = {tuple(ix.columns) for ix in self._records.list_indices() if ix.index_type == "FTS"}
         for column in LEXICAL_COLUMNS:
             if (column,) not in indexed:
@@ -247,6 +252,7 @@ class LanceStore:
                 except (OSError, RuntimeError, ValueError) as e:  # another process made it meanwhile
                     if not any(ix.columns == [column] for ix in self._records.list_indices()):
                         raise StoreError(f"{self.path}: building the full-text index on {column} failed: {e}") from e
+        self._fts_checked = self._records
 
     # ------------------------------------------------------------------ files
     def files(self) -> dict[str, FileEntry]:
