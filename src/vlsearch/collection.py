@@ -453,7 +453,7 @@ class Collection:
         checked = {r.source: _source_changed(r, entries.get(r.source), options)
                    for r in records if r.modality != "text"}
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # rebuilds overlap
-            docs, notes = zip(*pool.map(lambda r: self._item_of(r, entries, checked), records))
+            docs, notes = zip(*pool.map(lambda r: self._item_of(r, entries, checked, options), records))
         query = Item(text=query.text, image=query.image, video=query.video, fps=query.fps)
         scores = self.reranker.score(query, list(docs), instruction=instruction)
         for result, score, note in zip(results, scores, notes):
@@ -462,33 +462,34 @@ class Collection:
         results.sort(key=lambda r: (-r.score, -(r.vector_score or 0.0), -(r.lexical_score or 0.0)))
 
     def _item_of(self, record: Record, entries: dict[str, FileEntry] | None = None,
-                 checked: dict[str, str] | None = None) -> tuple[Item, str]:
+                 checked: dict[str, str] | None = None,
+                 options: ExtractOptions | None = None) -> tuple[Item, str]:
         """The model input of a stored record, rebuilt from its source; the thumbnail (and a note
         saying so) when the source is gone or has changed since indexing."""
         if record.modality == "text":
             return Item(text=record.text), ""
         checked = {} if checked is None else checked
-        options = self.extract_options()
+        options = options or self.extract_options()
         if record.source not in checked:
             checked[record.source] = _source_changed(record, (entries or {}).get(record.source), options)
         reason = checked[record.source]
         if not reason:
             try:
-                return self._rebuilt(record), ""
+                return self._rebuilt(record, options), ""
             except VlsearchError as exc:
                 reason = str(exc)
         if not record.thumbnail:
             raise MediaError(f"{record.source}: cannot rebuild item {record.id} for reranking ({reason})")
         return Item(image=record.thumbnail, text=record.text or None), f"reranked on the thumbnail: {reason}"
 
-    def _rebuilt(self, record: Record) -> Item:
+    def _rebuilt(self, record: Record, options: ExtractOptions) -> Item:
         """A page or segment rebuilt from its source, through the cache of rebuilt items."""
         if record.modality not in ("pdf_page", "video") or not record.content_hash:
-            return piece_item(record.source, record.locator, self.extract_options())
+            return piece_item(record.source, record.locator, options, record.content_hash)
         key = cache_key(record.content_hash, record.locator, self.meta.get("layout") or {})
         item = self._items.get(key)
         if item is None:
-            item = piece_item(record.source, record.locator, self.extract_options())
+            item = piece_item(record.source, record.locator, options, record.content_hash)
             self._items.put(key, item)
         return item
 

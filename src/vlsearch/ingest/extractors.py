@@ -255,14 +255,16 @@ def iter_extract(path: str | Path, kind: Kind, content_hash: str,
         yield from _iter_part(part, options)
 
 
-def piece_item(source: str, locator: Locator, options: ExtractOptions | None = None) -> Item:
+def piece_item(source: str, locator: Locator, options: ExtractOptions | None = None,
+               digest: str | None = None) -> Item:
     """The model input of one stored piece, rebuilt from its file without extracting the rest.
 
     A PDF page is rendered alone (an Office document's page from its PDF, converted again);
     a video segment is decoded from the keyframe before it, with the frames extraction picked;
     an image is loaded. Objects and archive members are read back through a private copy, with
     the same caps. ``options`` must be those used at ingestion (page pixel budget, segment
-    length, frame rate and caps).
+    length, frame rate and caps). ``digest``, the content hash recorded at ingestion, lets such a
+    copy be checked and kept for the next pieces of the same file.
 
     Raises:
         MediaError: the file cannot be read, or (video) has no segment ``[start, end)``
@@ -277,7 +279,7 @@ def piece_item(source: str, locator: Locator, options: ExtractOptions | None = N
     modality, page, start, end = locator.modality, locator.page, locator.start, locator.end
     if modality == "text":
         raise InputError(f"{name}: a text piece needs no rebuilding: its text is the model input")
-    with _Errors(name), _readable(source, o) as readable:
+    with _Errors(name), _readable(source, o, digest) as readable:
         if modality == "pdf_page":
             if page is None:
                 raise InputError(f"{name}: a pdf_page piece needs its page number")
