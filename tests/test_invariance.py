@@ -21,7 +21,9 @@ import torch
 from vlsearch import Embedder, Reranker
 from vlsearch.models.batching import collate, last_token
 from vlsearch.items import as_items
-from vlsearch.models.invariant import ROWS, RowLayout, InvariantLinear, rowwise_sdpa
+from vlsearch.models.attention import rowwise_sdpa
+from vlsearch.models.invariant import InvariantLinear
+from vlsearch.models.layout import ROWS, RowLayout
 
 CODE_PATHS = {  # name: (MKL_ENABLE_INSTRUCTIONS, ATEN_CPU_CAPABILITY, cpu flag needed)
     "avx2": ("AVX2", "avx2", "avx2"),
@@ -119,23 +121,30 @@ def test_padding_filled_with_garbage_changes_nothing(embedder, media):
     lengths = [len(e) for e in encoded]
     assert len(set(lengths)) > 1
     clean = collate(encoded, embedder.pad_token_id, embedder.device)
-    dirty = {k: v.clone() for k, v in clean.items()}
-    padding = clean["attention_mask"] == 0
+    dirty = with_garbage_padding(embedder, clean)
+    assert torch.equal(padded_last_hidden(embedder, clean, lengths), padded_last_hidden(embedder, dirty, lengths))
+
+
+def with_garbage_padding(embedder, batch: dict) -> dict:
+    """A copy of a padded batch whose padding holds random ordinary (non-special) tokens."""
+    dirty = {k: v.clone() for k, v in batch.items()}
+    padding = batch["attention_mask"] == 0
     generator = torch.Generator().manual_seed(0)
     special = set(embedder.processor.tokenizer.all_special_ids)
     ordinary = torch.tensor([t for t in range(embedder.model.get_input_embeddings().num_embeddings) if t not in special])
     dirty["input_ids"][padding] = ordinary[torch.randint(0, len(ordinary), (int(padding.sum()),), generator=generator)]
+    return dirty
 
-    def hidden(batch):
-        token = ROWS.set(RowLayout(lengths))
-        try:
-            with torch.inference_mode():
-                out = embedder.model(**batch, use_cache=False).last_hidden_state
-        finally:
-            ROWS.reset(token)
-        return last_token(out, batch["attention_mask"])
 
-    assert torch.equal(hidden(clean), hidden(dirty))
+def padded_last_hidden(embedder, batch: dict, lengths: list[int]):
+    """The last real token's hidden state of each row of a padded batch (the padded layout)."""
+    token = ROWS.set(RowLayout(lengths))
+    try:
+        with torch.inference_mode():
+            out = embedder.model(**batch, use_cache=False).last_hidden_state
+    finally:
+        ROWS.reset(token)
+    return last_token(out, batch["attention_mask"])
 
 
 def test_rowwise_attention_ignores_other_rows_and_padding():

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from test_invariance import mixed_pool
+from test_invariance import mixed_pool, padded_last_hidden, with_garbage_padding
 from vlsearch import Embedder, Reranker
 from vlsearch.items import as_items
 from vlsearch.models import attention
-from vlsearch.models.batching import collate, last_token, plan_packed
+from vlsearch.models.batching import collate, plan_packed
 from vlsearch.models.feed import Ahead
 from vlsearch.models.invariant import InvariantLinear, fixed_order_sum, make_batch_invariant
 from vlsearch.models.layout import ROWS, PackedLayout, RowLayout
@@ -57,17 +57,8 @@ def test_packed_row_equals_padded_rows_with_garbage_in_the_padding(embedder, med
     batch's even when that padding holds random tokens."""
     encoded = [embedder.encode_item(item) for item in as_items(mixed_pool(media)[:7])]
     lengths = [len(e) for e in encoded]
-    dirty = collate(encoded, embedder.pad_token_id, embedder.device)
-    padding = dirty["attention_mask"] == 0
-    generator = torch.Generator().manual_seed(0)
-    dirty["input_ids"][padding] = torch.randint(20, 200, (int(padding.sum()),), generator=generator)
-    token = ROWS.set(RowLayout(lengths))
-    try:
-        with torch.inference_mode():
-            hidden = embedder.model(**dirty, use_cache=False).last_hidden_state
-    finally:
-        ROWS.reset(token)
-    padded = last_token(hidden, dirty["attention_mask"]).float()
+    dirty = with_garbage_padding(embedder, collate(encoded, embedder.pad_token_id, embedder.device))
+    padded = padded_last_hidden(embedder, dirty, lengths).float()
     assert embedder.packed
     assert torch.equal(embedder._hidden(encoded), padded)
 

@@ -127,12 +127,15 @@ def _rowwise(module: Any, query: Any, key: Any, value: Any, layout: PackedLayout
 
 
 def _sdpa_mask(module: Any, query: Any, key: Any, value: Any, layout: PackedLayout, **kwargs: Any) -> Any:
-    device = query.device
-    sequence = torch.repeat_interleave(torch.arange(len(layout.lengths), device=device),
-                                       torch.tensor(layout.lengths, device=device))
-    position = torch.arange(layout.total, device=device)
-    mask = (sequence[:, None] == sequence[None, :]) & (position[:, None] >= position[None, :])
-    return _sdpa(module, query, key, value, mask[None, None], **kwargs)[0]
+    def block_causal() -> Any:
+        device = query.device
+        sequence = torch.repeat_interleave(torch.arange(len(layout.lengths), device=device),
+                                           torch.tensor(layout.lengths, device=device))
+        position = torch.arange(layout.total, device=device)
+        return ((sequence[:, None] == sequence[None, :]) & (position[:, None] >= position[None, :]))[None, None]
+
+    mask = layout.cached(("mask", str(query.device)), block_causal)
+    return _sdpa(module, query, key, value, mask, **kwargs)[0]
 
 
 def _heads(x: Any, groups: int) -> Any:
@@ -145,17 +148,20 @@ def _heads(x: Any, groups: int) -> Any:
 
 
 def _cu_seqlens(layout: PackedLayout, device: Any) -> Any:
-    return torch.tensor(layout.cu_seqlens, dtype=torch.int32, device=device)
+    """The sequence boundaries on ``device``, copied once per forward pass, not once per layer."""
+    return layout.cached(("cu_seqlens", str(device)),
+                         lambda: torch.tensor(layout.cu_seqlens, dtype=torch.int32, device=device))
 
 
 def _sdpa_jagged(module: Any, query: Any, key: Any, value: Any, layout: PackedLayout, **kwargs: Any) -> Any:
     from torch.nn import functional as F
 
     groups = query.shape[1] // key.shape[1]
-    offsets = _cu_seqlens(layout, query.device).long()
+    offsets = layout.cached(("offsets", str(query.device)), lambda: _cu_seqlens(layout, query.device).long())
 
     def nested(x: Any) -> Any:  # (T, H, D) -> (B, H, j, D)
-        return torch.nested.nested_tensor_from_jagged(x.contiguous(), offsets).transpose(1, 2)
+        return torch.nested.nested_tensor_from_jagged(x.contiguous(), offsets, min_seqlen=min(layout.lengths),
+                                                      max_seqlen=layout.max_length).transpose(1, 2)
 
     q, k, v = nested(_heads(query, 1)), nested(_heads(key, groups)), nested(_heads(value, groups))
     out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=kwargs.get("scaling"))

@@ -145,7 +145,7 @@ class Qwen3VLBase:
 
         lengths = [len(e) for e in encoded]
         if self.packed:
-            layout = PackedLayout(lengths, self.attention, self.batch_invariant)
+            layout = PackedLayout(lengths, self.attention)
             return Prepared(collate_packed(encoded, self.rope_positions, self.device), layout, sum(lengths))
         batch = collate(encoded, self.pad_token_id, self.device)
         return Prepared(batch, RowLayout(lengths), len(lengths) * max(lengths))

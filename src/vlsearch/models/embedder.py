@@ -52,7 +52,7 @@ class Embedder(Qwen3VLBase, EmbedderBase):
 
     def embed_encoded(self, encoded: Sequence[Encoded], *, dim: int | None = None,
                       precision: Precision = "float32") -> np.ndarray:
-        """Vectors of inputs already encoded with ``encode`` (lets a server validate and decode
+        """Vectors of inputs already encoded with ``encode_item`` (lets a server validate and decode
         each request on its own, then batch many requests together)."""
         if not encoded:
             return quantize(np.zeros((0, dim or self.dim), np.float32), precision)

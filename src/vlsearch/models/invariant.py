@@ -31,12 +31,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .attention import ROWWISE_ATTENTION, register_rowwise_attention, rowwise_sdpa
-from .layout import ROWS, PackedLayout, RowLayout
+from .layout import ROWS, PackedLayout
 
-__all__ = ["ROWS", "ROWWISE_ATTENTION", "ROW_QUANTUM", "InvariantLinear", "InvariantRMSNorm", "PackedLayout",
-           "RowLayout", "make_batch_invariant", "make_plain", "per_input_vision", "register_rowwise_attention",
-           "rowwise_sdpa"]
+__all__ = ["ROW_QUANTUM", "InvariantLinear", "InvariantRMSNorm", "make_batch_invariant", "make_plain",
+           "per_input_vision"]
 
 
 ROW_QUANTUM = 16  # every GEMM has a multiple of this many rows

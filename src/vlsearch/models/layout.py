@@ -14,7 +14,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 AttentionBackend = Literal["auto", "flash_varlen", "sdpa_jagged", "sdpa_mask", "rowwise"]
 
@@ -33,14 +33,15 @@ class RowLayout:
 class PackedLayout:
     """Sequences of ``lengths`` tokens concatenated into one (1, total) row.
 
-    ``attention`` is the backend that runs their causal attention (``models/attention.py``);
-    ``invariant`` asks for a reduction order that never depends on the other sequences.
+    ``attention`` is the backend that runs their causal attention (``models/attention.py``).
+    Every layer of a forward pass reads the same layout: device tensors derived from it are
+    made once (``cached``), not once per layer.
     """
 
     lengths: list[int]
     attention: AttentionBackend = "rowwise"
-    invariant: bool = True
     cu_seqlens: list[int] = field(init=False)
+    _cache: dict[Any, Any] = field(init=False, default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cu_seqlens", [0, *accumulate(self.lengths)])
@@ -56,6 +57,12 @@ class PackedLayout:
     def spans(self) -> list[tuple[int, int]]:
         """(start, end) of each sequence in the packed row."""
         return list(zip(self.cu_seqlens[:-1], self.cu_seqlens[1:]))
+
+    def cached(self, key: Any, make: Callable[[], Any]) -> Any:
+        """``make()`` the first time ``key`` is asked for, the same object afterwards."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
 
     def matches(self, x: Any) -> bool:
         return x.dim() >= 3 and x.shape[0] == 1 and x.shape[1] == self.total

@@ -1,9 +1,9 @@
 """The two training objectives, on the inference code's own encodings.
 
 Inputs are encoded by the models' own methods (``Embedder.encode_item``, ``Reranker.encode_pairs``:
-the official prompt formats), batched by ``collate`` and pooled by ``last_token``, exactly as
-inference does, so train and serve cannot drift. Only the forward pass differs: it keeps
-gradients.
+the official prompt formats), batched by ``collate`` and pooled by ``last_token``, as inference's
+padded path does (``packed=False``; on a CPU bit for bit the packed path), so train and serve
+cannot drift. Only the forward pass differs: it keeps gradients.
 
 - **Embedder**: InfoNCE over the batch's queries against every document of the batch (each
   query's positive, the other queries' positives and everyone's mined negatives); a document
