@@ -257,16 +257,16 @@ class Watcher:
         """The pending paths that have settled (removed from the queue)."""
         changes = Changes()
         with self._lock:
-            unsettled = []
+            unsettled = set()
             for path, (action, seen, snapshot) in list(self._pending.items()):
                 if now - seen < self.debounce:
-                    unsettled.append(path)
+                    unsettled.add(path)
                     continue
                 if action == "add":
                     current = _stat(path)
                     if current != snapshot:  # still being written (no event came, e.g. a network share)
                         self._pending[path] = (action, now, current)
-                        unsettled.append(path)
+                        unsettled.add(path)
                         continue
             for path, (action, seen, _) in list(self._pending.items()):
                 if path in unsettled:

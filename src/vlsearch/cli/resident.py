@@ -32,11 +32,10 @@ START_TIMEOUT = 600.0  # seconds for the models to load
 
 @dataclass
 class Resident:
-    """A server the command line can use: where it is, its key, and how it was found."""
+    """A server the command line can use: where it is and its key."""
 
     url: str
     key: str | None
-    found: str  # "--server", "$VLSEARCH_SERVER" or "registered"
 
 
 def state_path() -> Path:
@@ -96,11 +95,11 @@ def find(explicit: str | None) -> Resident | None:
     """The server to use: ``--server``, else ``$VLSEARCH_SERVER`` (key from ``$VLSEARCH_API_KEY``), else
     the registered one if it runs; None: work in-process."""
     if explicit:
-        return Resident(explicit, os.environ.get("VLSEARCH_API_KEY"), "--server")
+        return Resident(explicit, os.environ.get("VLSEARCH_API_KEY"))
     if os.environ.get(SERVER_ENV):
-        return Resident(os.environ[SERVER_ENV], os.environ.get("VLSEARCH_API_KEY"), f"${SERVER_ENV}")
+        return Resident(os.environ[SERVER_ENV], os.environ.get("VLSEARCH_API_KEY"))
     state, _ = registered()
-    return Resident(state["url"], state.get("key"), "registered") if state else None
+    return Resident(state["url"], state.get("key")) if state else None
 
 
 # ---------------------------------------------------------------- serve --detach / --status / --stop

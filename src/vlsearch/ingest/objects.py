@@ -125,17 +125,16 @@ def list_objects(root: str) -> Iterator[Found]:
     ``Found`` for the root with the reason and ``folder=True``; a prefix without objects too.
     Folder markers (keys ending in ``/``) are skipped.
     """
-    scheme, path, prefix = _split(root)
-    base = path.rstrip("/")
+    scheme, base, prefix = _split(root)
+    if not base:
+        yield Found(root, None, error="name a bucket: " + f"{prefix}BUCKET[/PREFIX]", folder=True)
+        return
     try:
-        listed = _filesystem(scheme).find(base, detail=True) if base else {}
+        listed = _filesystem(scheme).find(base, detail=True)
     except MissingExtraError:
         raise
     except Exception as exc:  # noqa: BLE001 - any store failure becomes the root's reason
         yield Found(root, None, error=reason(exc, "no such bucket"), relative="", folder=True)
-        return
-    if not base:
-        yield Found(root, None, error="name a bucket: " + f"{prefix}BUCKET[/PREFIX]", folder=True)
         return
     if not listed:
         yield Found(root, None, error="no objects under this prefix", folder=True)

@@ -175,9 +175,10 @@ def read_text(image: Image.Image, name: str, lang: str | None) -> tuple[str, dic
     if blank(image):
         return "", {}
     try:
-        found = engine(name, lang).read(image)
+        reader = engine(name, lang)
+        found = reader.read(image)
     except (InputError, MediaError, MissingExtraError) as exc:
         return "", {"ocr_error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - an engine's own failure fails only this OCR
         return "", {"ocr_error": f"{name} could not read the picture ({type(exc).__name__}: {exc})"[:300]}
-    return found.text, {"ocr": found.metadata(resolve_engine(name), image)}
+    return found.text, {"ocr": found.metadata(reader.name, image)}

@@ -100,7 +100,6 @@ def _convert(program: str, path: Path, source_name: str, name: str, timeout: flo
         try:
             output, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(process)
             raise MediaError(f"{name}: LibreOffice did not finish converting it in {timeout:g} s "
                              "(killed; a document that hangs LibreOffice)") from None
         finally:

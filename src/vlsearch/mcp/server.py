@@ -108,7 +108,6 @@ class Tools:
         return json_result({"collections": self.collections.describe_all()})
 
     def collection_info(self, collection: str) -> CallToolResult:
-        self.collection(collection)
         with argument("collection"):
             return json_result(self.collections.describe(collection))
 
@@ -117,9 +116,8 @@ class Tools:
                thumbnails: bool, mode: str | None = None) -> CallToolResult:
         target = self.collection(collection)
         if image is not None:
-            with argument("image"):  # source, size and pixel caps before the search decodes it again
-                image = self.guard.check(image)
-                load_image(image, self.config.media_limits())
+            with argument("image"):  # source, size and pixel caps, decoded once for the search
+                image = load_image(self.guard.check(image), self.config.media_limits())
         if where is not None:
             with argument("where"):
                 parse_filter(where)

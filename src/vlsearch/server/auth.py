@@ -13,9 +13,10 @@ and no server takes a state-changing request that a browser marks as cross-site.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from typing import Iterable
 from urllib.parse import urlsplit
+
+from .config import is_loopback
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -67,12 +68,7 @@ def host_name(host: str) -> str:
 
 
 def is_loopback_name(name: str) -> bool:
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    return name.endswith(".localhost") or is_loopback(name)
 
 
 def refusal(method: str, headers: dict[str, str], keyed: bool,
