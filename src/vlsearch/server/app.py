@@ -1,8 +1,8 @@
 """``create_app(config)``: the FastAPI app (OpenAI embeddings, Cohere/Jina rerank, collections).
 
 Routes: ``POST /v1/embeddings``, ``POST /v1/rerank`` (also ``/v2/rerank``), ``GET /v1/models``, the collection and job
-routes of ``collections.py``, ``GET /health``, ``GET /identity`` (a resident server's proof), ``GET /metrics``. The web page in
-``server/static/`` is served at ``/`` (index.html), its scripts and styles under ``/static/``.
+routes of ``collections.py``, ``GET /health``, ``GET /identity`` (a resident server's proof), ``GET /metrics``.
+The web page in ``server/static/`` is served at ``/`` (index.html), its scripts and styles under ``/static/``.
 """
 
 from __future__ import annotations
