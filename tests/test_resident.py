@@ -1,5 +1,6 @@
 """The resident server: `serve --detach` keeps the models loaded, and search, index and eval use it;
-the command line falls back in-process, or fails clearly, when it is gone, stale or refuses the key."""
+the command line falls back in-process, or fails clearly, when it is gone, stale or refuses the key.
+Another program on the registered port, or given the registered pid, gets no key, no query and no signal."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import pytest
 pytest.importorskip("fastapi")
 
 from test_collection import make_corpus  # noqa: E402
+
+from vlsearch.cli.resident import process_identity, proves  # noqa: E402
 
 
 def vlsearch(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -53,6 +56,9 @@ def test_the_registration_is_private(home):
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
     data = json.loads(state.read_text())
     assert data["url"].startswith("http://127.0.0.1:") and len(data["key"]) >= 24
+    assert stat.S_IMODE((root / "home" / "server.log").stat().st_mode) == 0o600
+    assert proves(data["url"], data["secret"]) and not proves(data["url"], "not-the-secret")
+    assert data["identity"] == process_identity(data["pid"])
     status = vlsearch(env, "serve", "--status")
     assert status.returncode == 0 and "running at" in status.stdout
 
@@ -138,10 +144,118 @@ def test_detach_refuses_a_second_server_and_public_binds(home, tmp_path):
 
 
 def test_stop(tmp_path, embedder_path):
-    env = {**os.environ, "VLSEARCH_HOME": str(tmp_path), "VLSEARCH_EMBEDDER": str(embedder_path)}
+    home = tmp_path / "home"
+    env = {**os.environ, "VLSEARCH_HOME": str(home), "VLSEARCH_EMBEDDER": str(embedder_path)}
     assert vlsearch(env, "serve", "--detach", "--no-reranker", "--port", str(free_port())).returncode == 0
-    pid = json.loads((tmp_path / "server.json").read_text())["pid"]
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((home / "server.log").stat().st_mode) == 0o600
+    registration = json.loads((home / "server.json").read_text())
     stopped = vlsearch(env, "serve", "--stop")
     assert stopped.returncode == 0 and "stopped the server" in stopped.stderr
-    assert not (tmp_path / "server.json").exists() and not Path(f"/proc/{pid}").exists()
+    assert not (home / "server.json").exists() and process_identity(registration["pid"]) != registration["identity"]
     assert vlsearch(env, "serve", "--status").returncode == 1
+
+
+# ---------------------------------------------------------------- the registered server's identity
+
+IMPOSTOR = r"""
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+log = open(sys.argv[2], "a")
+
+
+class Record(BaseHTTPRequestHandler):
+    def answer(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        log.write(json.dumps({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                              "body": body.decode(errors="replace")}) + "\n")
+        log.flush()
+        data = json.dumps({"status": "ok", "proof": "0" * 64, "data": [], "results": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = answer
+
+    def log_message(self, *args):
+        pass
+
+
+server = HTTPServer(("127.0.0.1", int(sys.argv[1])), Record)
+print("ready", flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.fixture()
+def impostor(tmp_path):
+    """Another program on a loopback port: answers everything with 200 and records every request."""
+    port, log = free_port(), tmp_path / "impostor.jsonl"
+    process = subprocess.Popen([sys.executable, "-c", IMPOSTOR, str(port), str(log)], stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout.readline().strip() == "ready"
+    yield process, f"http://127.0.0.1:{port}", log
+    process.kill()
+    process.wait()
+
+
+def requests_seen(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.fixture()
+def recycled():
+    """(a `sleep` process, the identity recorded for its pid): that of a server which ended, as when the
+    system gave the server's pid to another program."""
+    ended = subprocess.Popen(["sleep", "0.2"])
+    identity = process_identity(ended.pid)
+    ended.wait()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    yield sleeper, identity
+    sleeper.kill()
+    sleeper.wait()
+
+
+@pytest.mark.parametrize("case", ["recycled pid", "port taken over"])
+def test_an_impostor_at_the_registered_address_gets_no_key_and_no_query(home, impostor, recycled, tmp_path, case):
+    root, env = home
+    process, url, log = impostor
+    mine = tmp_path / "mine"  # a home of its own, sharing the indexed collection
+    (mine / "collections").mkdir(parents=True)
+    (mine / "collections" / "docs").symlink_to(root / "home" / "collections" / "docs")
+    pid, identity = (recycled[0].pid, recycled[1]) if case == "recycled pid" else (process.pid,
+                                                                                   process_identity(process.pid))
+    (mine / "server.json").write_text(json.dumps({"url": url, "pid": pid, "identity": identity,
+                                                  "key": "k" * 32, "secret": "s" * 43}))
+    done = vlsearch({**env, "VLSEARCH_HOME": str(mine)}, "search", "penguins on glaciers", "-c", "docs",
+                    "--no-rerank", timeout=120)
+    assert done.returncode == 0 and "searched 'docs' in-process" in done.stderr and done.stdout.strip(), done.stderr
+    seen = requests_seen(log)
+    assert not any("authorization" in r["headers"] or "x-api-key" in r["headers"] for r in seen), seen
+    assert not any("penguins" in json.dumps(r) or r["path"].startswith("/v1") for r in seen), seen
+    if case == "recycled pid":  # a stale registration: removed, and the address never contacted
+        assert seen == [] and not (mine / "server.json").exists()
+    else:
+        assert [r["path"].split("?")[0] for r in seen] == ["/identity"]
+        assert "does not prove to be it" in done.stderr and "nothing was sent there" in done.stderr
+
+
+def test_detach_refuses_a_taken_port(impostor, tmp_path):
+    process, url, log = impostor
+    env = {**os.environ, "VLSEARCH_HOME": str(tmp_path / "home"), "VLSEARCH_EMBEDDER": str(tmp_path / "none")}
+    done = vlsearch(env, "serve", "--detach", "--port", url.rsplit(":", 1)[1], timeout=60)
+    assert done.returncode == 1 and f"{url} is taken" in done.stderr, done.stderr
+    assert not (tmp_path / "home" / "server.json").exists() and requests_seen(log) == []
+
+
+def test_stop_does_not_signal_a_process_that_got_the_registered_pid(recycled, tmp_path):
+    sleeper, identity = recycled
+    (tmp_path / "server.json").write_text(json.dumps({"url": f"http://127.0.0.1:{free_port()}", "pid": sleeper.pid,
+                                                      "identity": identity, "key": "k" * 32, "secret": "s" * 43}))
+    stopped = vlsearch({**os.environ, "VLSEARCH_HOME": str(tmp_path)}, "serve", "--stop", timeout=60)
+    assert sleeper.poll() is None, "the unrelated process was signalled"
+    assert stopped.returncode == 1 and "signalled nothing" in stopped.stderr
+    assert not (tmp_path / "server.json").exists()

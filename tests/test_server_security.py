@@ -15,6 +15,7 @@ pytest.importorskip("fastapi")
 from media_files import png_bomb  # noqa: E402
 from server_helpers import assert_clean_error, data_uri, png_bytes, serve  # noqa: E402
 from vlsearch.server import ServerConfig  # noqa: E402
+from vlsearch.server.auth import identity_proof  # noqa: E402
 
 KiB = 1024
 
@@ -162,7 +163,9 @@ def test_url_allowlist_and_ssrf_guard(config, media_hosts, embedder):
 def test_api_keys(config):
     from dataclasses import replace
 
-    with serve(replace(config, api_keys=("key-one-0123", "key-two-0123"))) as running, running.client() as http:
+    secret = "registration-secret-0123"
+    with serve(replace(config, api_keys=("key-one-0123", "key-two-0123"), identity_secret=secret)) as running, \
+            running.client() as http:
         for headers in ({}, {"authorization": "Bearer wrong"}, {"x-api-key": "key-one-012"},
                         {"authorization": "key-one-0123"}):
             error = assert_clean_error(http.get("/v1/models", headers=headers), 401, "API key")
@@ -172,6 +175,9 @@ def test_api_keys(config):
         assert http.get("/v1/models", headers={"authorization": "Bearer key-two-0123"}).status_code == 200
         assert http.post("/v1/embeddings", json={"input": "x"}, headers={"x-api-key": "key-one-0123"}).status_code == 200
         assert http.get("/health").status_code == 200  # probes need no key
+        # a resident server proves it holds its registration secret, before any key is sent
+        assert http.get("/identity", params={"nonce": "n" * 16}).json() == {"proof": identity_proof(secret, "n" * 16)}
+        assert_clean_error(http.get("/identity", params={"nonce": "short"}), 400, "nonce")
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -245,6 +251,7 @@ def test_unknown_routes_and_methods(http):
     assert_clean_error(http.get("/v1/embeddings"), 405)
     assert_clean_error(http.get("/v1/collections/bad name!"), 400, "invalid collection name")
     assert_clean_error(http.get("/v1/jobs/nope"), 404, "no job")
+    assert_clean_error(http.get("/identity", params={"nonce": "n" * 16}), 404, "serve --detach")
 
 
 def test_no_reranker(config):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import EXIT_USAGE, command, model_arguments
+from .resident import IDENTITY_ENV
 
 MiB = 1024 * 1024
 
@@ -128,7 +129,7 @@ def server_config(args: argparse.Namespace, binds: bool = True) -> Any:
         max_video_frames=args.max_video_frames, ingest_workers=args.ingest_workers,
         served_model_name=args.served_model_name, served_reranker_name=args.served_reranker_name,
         allowed_hosts=tuple(args.allow_host), read_timeout=args.read_timeout, max_connections=args.max_connections,
-        **_watch_options(args))
+        identity_secret=os.environ.get(IDENTITY_ENV), **_watch_options(args))
 
 
 def _watch_options(args: argparse.Namespace) -> dict[str, Any]:

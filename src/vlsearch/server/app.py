@@ -1,8 +1,8 @@
 """``create_app(config)``: the FastAPI app (OpenAI embeddings, Cohere/Jina rerank, collections).
 
 Routes: ``POST /v1/embeddings``, ``POST /v1/rerank`` (also ``/v2/rerank``), ``GET /v1/models``, the collection and job
-routes of ``collections.py``, ``GET /health``, ``GET /metrics``. The web page in
-``server/static/`` is served at ``/`` (index.html), its scripts and styles under ``/static/``.
+routes of ``collections.py``, ``GET /health``, ``GET /identity`` (a resident server's proof), ``GET /metrics``.
+The web page in ``server/static/`` is served at ``/`` (index.html), its scripts and styles under ``/static/``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ except ImportError as exc:  # pragma: no cover - the server extra brings them
     raise MissingExtraError("fastapi", "server") from exc
 
 from ..models.contract import ranking, truncate_dim
-from .auth import KeyChecker
+from .auth import KeyChecker, identity_proof
 from .collections import Collections, build_router
 from .config import ServerConfig
 from .errors import APIError, classify, error_body, status_type
@@ -90,12 +90,22 @@ def create_app(config: ServerConfig | None = None, *, models: Models | None = No
 
 
 def model_router(config: ServerConfig, models: Models, metrics: Metrics, guard: SourceGuard) -> APIRouter:
-    """``/health``, ``/metrics``, ``/v1/models``, ``/v1/embeddings`` and ``/v1/rerank``."""
+    """``/health``, ``/identity``, ``/metrics``, ``/v1/models``, ``/v1/embeddings`` and ``/v1/rerank``."""
     router = APIRouter()
 
     @router.get("/health")
     async def health() -> JSONResponse:
         return JSONResponse({"status": "ok"})
+
+    @router.get("/identity")
+    async def identity(nonce: str = "") -> JSONResponse:
+        """The resident server's answer to a client's challenge (``auth.identity_proof``)."""
+        if config.identity_secret is None:
+            raise APIError(404, "this server was not started by `vlsearch serve --detach`", "not_found_error",
+                           "not_resident")
+        if not 16 <= len(nonce) <= 128:
+            raise InputError("nonce: give 16 to 128 characters")
+        return JSONResponse({"proof": identity_proof(config.identity_secret, nonce)})
 
     @router.get("/metrics")
     async def prometheus() -> Response:

@@ -2,7 +2,8 @@
 
 Every ``/v1/...`` and ``/v2/...`` route, ``/mcp``, ``/metrics`` and ``/openapi.json`` need a key when keys
 are configured; ``/health`` and the static web page do not (load balancers probe ``/health`` without
-credentials).
+credentials). ``/identity`` needs none either: the resident server proves there that it is the one
+``serve --detach`` registered (``identity_proof``), before a client sends it a key.
 
 A browser can be turned against a server on the user's own machine: DNS rebinding lets a web page
 read a keyless loopback server under the page's own host name, and a cross-site form can POST to
@@ -52,6 +53,12 @@ class KeyChecker:
         for key in self._keys:  # compare with all of them: the time says nothing about which one matched
             ok |= hmac.compare_digest(candidate, key)
         return ok
+
+
+def identity_proof(secret: str, nonce: str) -> str:
+    """HMAC-SHA256 of a client's ``nonce`` under the resident server's registration secret (hex): only the
+    server started with ``secret`` can answer it, and the secret itself never crosses the wire."""
+    return hmac.new(secret.encode(), b"vlsearch identity " + nonce.encode(), "sha256").hexdigest()
 
 
 def needs_key(path: str) -> bool:

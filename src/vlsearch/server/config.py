@@ -63,6 +63,8 @@ class ServerConfig:
             first incremental pass, then their changes, each batch as an ingestion job.
         watch_collection: the collection the watched folders go into.
         watch_debounce: seconds a file must be left alone before it is indexed.
+        identity_secret: the registration secret of a resident server (``serve --detach``): ``GET
+            /identity?nonce=N`` answers ``identity_proof(secret, N)``; None: that route is 404.
         served_model_name, served_reranker_name: names reported by the API (default: the hub id,
             or the directory's name, so no server path is shown).
     """
@@ -103,6 +105,7 @@ class ServerConfig:
     watch_paths: tuple[Path, ...] = ()
     watch_collection: str = "default"
     watch_debounce: float = 2.0
+    identity_secret: str | None = field(default=None, repr=False)
     served_model_name: str | None = None
     served_reranker_name: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
