@@ -139,8 +139,10 @@ class ItemCache:
 
 def _secret(root: Path) -> bytes:
     """The cache's HMAC key: 32 random bytes in ``root/.secret`` (0600), made by the first process that needs
-    it (written aside, then linked into place, so every process reads the same whole key)."""
-    path = private_dir(root) / ".secret"
+    it (written aside, then linked into place, so every process reads the same whole key). The cache's folder
+    is made 0700 first, also one an older version left open."""
+    os.chmod(private_dir(root), 0o700)
+    path = root / ".secret"
     if not path.exists():
         fd, tmp = tempfile.mkstemp(dir=root, prefix=".secret.")
         try:
