@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,33 @@ def test_killed_index_resumes_without_duplicates_or_gaps(env, embedder_path):
     assert len(resumed) == len(set(resumed)), "duplicate records after resume"
     assert sorted(resumed) == sorted(clean), "resumed collection differs from a clean run"
     assert _done_files(home, "killed") == 75
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # all but tab and line feed
+
+
+def test_human_output_escapes_control_characters_and_json_keeps_them(env, capsys):
+    """A member name, a snippet and a failure that carry ESC/OSC/CR/BEL or a bidi override are printed escaped
+    by search, index, info and collections; --json gives them exactly."""
+    member = "ok\x1b]0;PWNED\x07.txt"
+    folder = env / "hostile"
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "names.zip", "w") as z:
+        z.writestr(member, "penguin notes\x1b[2J\rhidden \u202etxt.exe")
+        z.writestr("bad\x1b[31m.pdf", b"not a pdf")
+    code, out, err = run(capsys, "index", str(folder), "-c", "esc", "--workers", "0")
+    assert code == 3 and "bad\\x1b[31m.pdf" in err and not CONTROL.search(out + err), err
+
+    code, out, err = run(capsys, "search", "penguin", "-c", "esc", "--no-rerank", "-k", "3")
+    assert code == 0 and "names.zip!/ok\\x1b]0;PWNED\\x07.txt" in out and "\\u202e" in out
+    assert not CONTROL.search(out + err), out
+    code, out, _ = run(capsys, "search", "penguin", "-c", "esc", "--no-rerank", "-k", "3", "--json")
+    (hit,) = [r for r in json.loads(out) if r["source"].endswith(".txt")]
+    assert hit["source"] == str(folder / "names.zip") + "!/" + member
+    assert "\x1b[2J" in hit["text"] and "\u202e" in hit["text"]
+
+    for argv in (("info", "esc"), ("collections",)):
+        code, out, err = run(capsys, *argv)
+        assert code == 0 and not CONTROL.search(out + err), out
+    assert "bad\\x1b[31m.pdf" in run(capsys, "info", "esc")[1]
+    assert "bad\x1b[31m.pdf" in " ".join(json.loads(run(capsys, "info", "esc", "--json")[1])["failed"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -184,3 +185,19 @@ def test_layout_is_recorded_and_enforced(home, corpus, embedder_path, reranker_p
     assert len(clips) == 3 and all(r.rerank_score is not None and not r.note for r in clips)
     with pytest.raises(InputError, match="segment_seconds"):
         reopened.add([corpus["video"]], options=ExtractOptions(segment_seconds=7.0))
+
+
+def test_collections_are_their_owners_only(home, embedder_path, tmp_path):
+    """Whatever the umask, the home, its collections folder and each collection are 0700, and the files vlsearch
+    writes there (the metadata) are 0600: other users can neither list the indexed names nor read the records."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("private notes")
+    umask = os.umask(0o002)
+    try:
+        Collection("mine", model=str(embedder_path)).add([notes], workers=0)
+        Collection(str(tmp_path / "elsewhere" / "c"), model=str(embedder_path)).add([notes], workers=0)
+    finally:
+        os.umask(umask)
+    for folder in (home, home / "collections", home / "collections" / "mine", tmp_path / "elsewhere" / "c"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    assert stat.S_IMODE((home / "collections" / "mine" / "store" / "meta.json").stat().st_mode) == 0o600

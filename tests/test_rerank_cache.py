@@ -4,12 +4,16 @@ and the reranker's pixel budget is an option of its own."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import stat
 import subprocess
 import sys
 import textwrap
+import threading
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -100,6 +104,56 @@ def test_an_unwritable_cache_warns_once_and_gets_out_of_the_way(tmp_path, caplog
         cache.put("k2", Item(image=Image.new("RGB", (8, 8))))
     assert not cache.enabled and cache.get("k") is None
     assert sum("is off for this process" in r.message for r in caplog.records) == 1
+
+
+def test_threads_and_caches_on_one_unwritable_folder_warn_once(tmp_path, caplog):
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("x")
+    caches = [ItemCache(blocked / "cache"), ItemCache(blocked / "cache")]  # two collections of one home
+    start = threading.Barrier(8)
+
+    def put(n: int) -> None:
+        start.wait()
+        caches[n % 2].put(f"k{n}", Item(image=Image.new("RGB", (8, 8))))
+
+    with caplog.at_level(logging.WARNING, logger="vlsearch.cache"):
+        threads = [threading.Thread(target=put, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not any(c.enabled for c in caches)
+    assert sum("is off for this process" in r.message for r in caplog.records) == 1
+
+
+def test_the_cache_is_private_and_uses_no_entry_it_did_not_write(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        (tmp_path / "cache" / "items").mkdir(parents=True)  # as an older version left it: 0755
+        cache = ItemCache(tmp_path / "cache" / "items")
+        picture = gradient_image(40, 30, seed=2)
+        cache.put("a" * 40, Item(image=picture))
+        cache.put("b" * 40, Item(image=gradient_image(40, 30, seed=3)))
+    finally:
+        os.umask(umask)
+    root = tmp_path / "cache" / "items"
+    for folder in (root, root / "aa", root / "bb"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    for file in (root / ".secret", cache._path("a" * 40)):
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+    assert cache.get("a" * 40).image.tobytes() == picture.tobytes()
+
+    moved, corrupt, planted = cache._path("b" * 40), cache._path("a" * 40), cache._path("c" * 40)
+    moved.write_bytes(cache._path("a" * 40).read_bytes())  # a whole, valid entry, under another key
+    data = bytearray(corrupt.read_bytes())
+    data[-40] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    planted.parent.mkdir(mode=0o700)
+    buffer = io.BytesIO()  # an entry in the old format, without the digest: what anyone could write
+    np.savez(buffer, frames=np.stack([np.asarray(gradient_image(40, 30, seed=9))]), fps=np.float64(0))
+    planted.write_bytes(buffer.getvalue())
+    for key, path in (("b" * 40, moved), ("a" * 40, corrupt), ("c" * 40, planted)):
+        assert cache.get(key) is None and not path.exists(), key  # a miss, and removed
 
 
 def test_the_reranker_pixel_budget_is_its_own_option(indexed, embedder_path, reranker_path):

@@ -4,6 +4,7 @@ path guard (outside the roots, ``..`` and symbolic links are refused)."""
 from __future__ import annotations
 
 import os
+import stat
 
 import pytest
 
@@ -52,6 +53,8 @@ def test_ingest_uploads_then_search(http, embedder, tree):
     assert job["progress"] == {"files_done": 3, "files_total": 3, "items": 2}
     (folder,) = (tree / "home" / "server" / "uploads" / "uploads").iterdir()  # one folder per upload
     saved = sorted(p.name for p in folder.iterdir())
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (folder, folder.parent)} == {0o700}  # the server's user's only
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {0o600}
     assert saved == ["broken.png", "data.bin", "evil_name.png", "notes.txt"]  # under the data dir, safe names
 
     found = http.post("/v1/collections/uploads/search", json={"query": "penguins", "top_k": 5})

@@ -115,6 +115,7 @@ def test_vlsearch_watch_command(home, tmp_path, embedder_path):
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "a.txt").write_text("x the first note")
+    (folder / "bad\x1b]0;PWNED\x07.pdf").write_bytes(b"not a pdf")  # its failure is reported, escaped
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen([sys.executable, "-m", "vlsearch", "watch", str(folder), "-c", "cli-watch",
                                 "--model", str(embedder_path), "--workers", "0", "--debounce", str(DEBOUNCE)],
@@ -133,6 +134,8 @@ def test_vlsearch_watch_command(home, tmp_path, embedder_path):
     assert code == 0, "".join(lines)
     assert sources(Collection("cli-watch")) == {"a.txt", "b.txt"}
     assert any(f"{folder}: watching" in line for line in lines), lines
+    assert any("bad\\x1b]0;PWNED\\x07.pdf" in line for line in lines), lines
+    assert not any("\x1b" in line or "\x07" in line for line in lines), lines
     refused = subprocess.run([sys.executable, "-m", "vlsearch", "watch", "s3://bucket/x"], capture_output=True,
                              text=True, env=env)
     assert refused.returncode == 2 and "watch follows local folders only" in refused.stderr

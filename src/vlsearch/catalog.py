@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from .errors import CollectionNotFound, InputError, StoreError
-from .files import read_json, write_json
+from .files import private_dir, read_json, write_json
 from .stores import open_store
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -92,7 +92,7 @@ class Catalog:
     def record_store(self, path: Path, uri: str) -> None:
         """Remember an external store for the collection at ``path`` (before its first write)."""
         if uri != str(path / "store"):
-            path.mkdir(parents=True, exist_ok=True)
+            private_dir(path)
             write_json(path / EXTERNAL, {"store": uri})
 
     def remove(self, name: str) -> None:

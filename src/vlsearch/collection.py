@@ -21,6 +21,7 @@ import numpy as np
 
 from .catalog import Catalog
 from .errors import InputError, MediaError, StoreError, VlsearchError
+from .files import private_dir
 from .ingest import ExtractOptions, discover, extract_all
 from .ingest.discover import Found
 from .ingest.workers import default_workers
@@ -157,7 +158,7 @@ class Collection:
                  rerank_cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.name = name
         self.catalog = catalog or Catalog()
-        self.path = self.catalog.path(name) if create else self.catalog.require(name)
+        self.path = private_dir(self.catalog.path(name)) if create else self.catalog.require(name)
         self.store_uri = self.catalog.store_uri(self.path, store)
         self.store: VectorStore = open_store(self.store_uri)
         self.meta = self.store.read_meta()

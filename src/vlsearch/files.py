@@ -1,7 +1,8 @@
 """Durable small-file writes: write a temporary file beside the target, fsync, rename.
 
 Readers see the old file or the new one, never a torn one; a killed process leaves at
-most a stray temporary file.
+most a stray temporary file. The files are their owner's only (0600, from ``mkstemp``), and
+``private_dir`` makes the folders they live in the owner's only (0700), whatever the umask.
 """
 
 from __future__ import annotations
@@ -36,6 +37,19 @@ def atomic_write(path: Path, write: Callable[[IO[Any]], Any], mode: str = "wb") 
         os.fsync(dir_fd)  # make the rename itself durable
     finally:
         os.close(dir_fd)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory, it and each missing parent created 0700 (only its owner may list or enter it),
+    whatever the umask; folders that already exist keep their mode (chosen by their owner)."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another process: its mode is its own
+        os.chmod(folder, 0o700)
+    return path
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import sys
 from typing import Sequence
 
 from ..errors import InputError, VlsearchError
-from .common import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from .common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, shown
 
 def build_parser() -> argparse.ArgumentParser:
     from . import eval as evaluate
@@ -38,10 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or EXIT_OK)
     except InputError as exc:
-        print(f"vlsearch: error: {exc}", file=sys.stderr)
+        print(shown(f"vlsearch: error: {exc}", lines=True), file=sys.stderr)
         return EXIT_USAGE
     except VlsearchError as exc:
-        print(f"vlsearch: error: {exc}", file=sys.stderr)
+        print(shown(f"vlsearch: error: {exc}", lines=True), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("vlsearch: interrupted", file=sys.stderr)

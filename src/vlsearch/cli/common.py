@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -43,6 +44,31 @@ def resident_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a running vlsearch server to use (default: $VLSEARCH_SERVER, else the one "
                              "`vlsearch serve --detach` registered; key from $VLSEARCH_API_KEY); else in-process")
     parser.add_argument("--no-server", action="store_true", help="work in-process, even when a server runs")
+
+
+#: what a terminal acts on rather than shows: C0 controls (ESC, CR, LF, BEL ...), DEL, C1 controls (CSI, OSC ...),
+#: line and paragraph separators, and the Unicode bidi controls that reorder what follows them
+_OTHERS = r"\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_CONTROLS = re.compile(rf"[\x00-\x1f{_OTHERS}]")
+_CONTROLS_BUT_LF = re.compile(rf"[\x00-\x09\x0b-\x1f{_OTHERS}]")
+
+
+def shown(text: object, lines: bool = False) -> str:
+    """``text`` safe to print for a human: control characters written as escapes (``\\x1b``, ``\\u202e``),
+    so a file name, member name or snippet can neither drive the terminal (retitle it, move the cursor,
+    rewrite a line) nor reorder what is shown. ``lines`` keeps line feeds (a multi-line report).
+    ``--json`` output is never passed through here.
+
+    Example:
+        >>> shown("ok\\x1b]0;PWNED\\x07.txt")
+        'ok\\\\x1b]0;PWNED\\\\x07.txt'
+    """
+    return (_CONTROLS_BUT_LF if lines else _CONTROLS).sub(_escape, str(text))
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def is_name(collection: str) -> bool:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Forbidden, ModelError, ServerUnreachable
-from .common import EXIT_OK, EXIT_PARTIAL, command, is_name, model_arguments, model_options, resident_arguments
+from .common import (EXIT_OK, EXIT_PARTIAL, command, is_name, model_arguments, model_options, resident_arguments,
+                     shown)
 from .resident import Resident, find
 
 
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                             retry_failed=args.retry_failed, engine="local" if args.ray is None else "ray",
                             ray_address=args.ray or None)
     if not args.quiet:
-        print(report.summary(), file=sys.stderr)
+        print(report.summary(shown), file=sys.stderr)
     return EXIT_PARTIAL if report.failed else EXIT_OK
 
 
@@ -123,10 +124,10 @@ def _index_on_server(server: Resident, args: argparse.Namespace) -> int | None:
     try:
         job = client.call(f"collections/{args.collection}/ingest", body)
     except ServerUnreachable as exc:
-        print(f"vlsearch: {exc}; indexing in-process", file=sys.stderr)
+        print(shown(f"vlsearch: {exc}; indexing in-process"), file=sys.stderr)
         return None
     except Forbidden as exc:
-        print(f"vlsearch: the server at {server.url} may not read these paths ({exc}); indexing in-process",
+        print(shown(f"vlsearch: the server at {server.url} may not read these paths ({exc}); indexing in-process"),
               file=sys.stderr)
         return None
     while job.get("status") not in ("done", "failed"):
@@ -136,6 +137,6 @@ def _index_on_server(server: Resident, args: argparse.Namespace) -> int | None:
         raise ModelError(f"the server's ingestion job failed: {job.get('error')}")
     report = job["report"]
     if not args.quiet:
-        print(report["summary"], file=sys.stderr)
+        print(shown(report["summary"], lines=True), file=sys.stderr)
         print(f"vlsearch: indexed by the server at {server.url}", file=sys.stderr)
     return EXIT_PARTIAL if report["failed"] else EXIT_OK

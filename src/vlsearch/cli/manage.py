@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import command
+from .common import command, shown
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def run_list(args: argparse.Namespace) -> int:
 
     for name in Catalog().names():
         info = Collection(name, create=False).info()
-        print(f"{name}\t{info['items']} items\t{info['files']} files\t{info.get('model', '-')}")
+        print("\t".join(map(shown, (name, f"{info['items']} items", f"{info['files']} files", info.get("model", "-")))))
     return 0
 
 
@@ -38,9 +38,9 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     for key in ("name", "path", "model", "fingerprint", "dim", "instruction", "created", "items", "files"):
-        print(f"{key:12} {info.get(key, '-')}")
+        print(shown(f"{key:12} {info.get(key, '-')}"))
     for source, reason in info["failed"].items():
-        print(f"failed       {source}: {reason}")
+        print(shown(f"failed       {source}: {reason}"))
     return 0
 
 
@@ -48,5 +48,5 @@ def run_rm(args: argparse.Namespace) -> int:
     from ..collection import Collection
 
     Collection.remove(args.name)
-    print(f"removed {args.name}")
+    print(shown(f"removed {args.name}"))
     return 0

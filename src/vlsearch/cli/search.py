@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..errors import InputError, ServerUnreachable
-from .common import command, is_name, model_arguments, model_options, resident_arguments
+from .common import command, is_name, model_arguments, model_options, resident_arguments, shown
 from .resident import find
 
 
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             results = RemoteCollection(server.url, args.collection, api_key=server.key).search(args.query, **options)
             served = f"the server at {server.url}"
         except ServerUnreachable as exc:
-            print(f"vlsearch: {exc}; searching in-process", file=sys.stderr)
+            print(shown(f"vlsearch: {exc}; searching in-process"), file=sys.stderr)
     if results is None:
         from ..collection import Collection
 
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                                 model_options=model_options(args), adapter=args.adapter,
                                 reranker_adapter=args.reranker_adapter, rerank_pixels=args.rerank_pixels)
         results = collection.search(args.query, **options)
-    print(f"vlsearch: searched {args.collection!r} {served}", file=sys.stderr)
+    print(shown(f"vlsearch: searched {args.collection!r} {served}"), file=sys.stderr)
     if args.json:
         json.dump([r.to_dict() for r in results], sys.stdout, indent=2)
         print()
@@ -74,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
         snippet = " ".join(r.text.split())[:100]
         scores = f"{r.score:.3f}" + "".join(f" ({name} {value:.3f})" for name, value in (
             ("vector", r.vector_score), ("bm25", r.lexical_score)) if value is not None and value != r.score)
-        print(f"{r.rank:>3}  {scores}  {r.source} {where}".rstrip())
-        print(f"     {r.modality} {r.id}" + (f"  {snippet}" if snippet else "") + (f"  [{r.note}]" if r.note else ""))
+        print(shown(f"{r.rank:>3}  {scores}  {r.source} {where}".rstrip()))
+        print(shown(f"     {r.modality} {r.id}" + (f"  {snippet}" if snippet else "")
+                    + (f"  [{r.note}]" if r.note else "")))
     return 0
 
 

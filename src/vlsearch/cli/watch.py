@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import Any
 
-from .common import EXIT_OK, EXIT_USAGE, command, model_arguments
+from .common import EXIT_OK, EXIT_USAGE, command, model_arguments, shown
 from .index import collection_arguments, extract_arguments, open_collection
 
 
@@ -73,20 +73,20 @@ class _Status:
             if self.folders.get(folder.path) != said:
                 self.folders[folder.path] = said
                 if folder.state != "starting":
-                    self._say(f"{folder.path}: {said}")
+                    self._say(f"{shown(folder.path)}: {shown(said)}")
         if self.tty:
-            sys.stderr.write("\r\x1b[2K" + state.line()[:200])
+            sys.stderr.write("\r\x1b[2K" + shown(state.line())[:200])
             sys.stderr.flush()
             self.drawn = True
 
     def report(self, report: Any, initial: bool) -> None:
         if not self.quiet and (initial or report.failed or not self.tty):
-            self._say(("first pass: " if initial else "") + report.summary())
+            self._say(("first pass: " if initial else "") + report.summary(shown))
 
     def _say(self, text: str) -> None:
         if self.drawn:
             sys.stderr.write("\r\x1b[2K")
-        print(f"vlsearch: {text}", file=sys.stderr, flush=True)
+        print(shown(f"vlsearch: {text}", lines=True), file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.drawn:

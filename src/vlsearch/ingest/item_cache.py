@@ -8,28 +8,38 @@ and the extraction layout, so the next search that meets the same candidate read
 - Safe under concurrent processes: an entry is written to a temporary file and renamed into place;
   a reader sees a whole entry or none; eviction only unlinks.
 - Never in the way: a full or unwritable directory turns the cache off for the process, with one
-  warning; a damaged entry is a miss.
+  warning per directory, however many threads meet it; a damaged entry is a miss.
+- Private and checked: its folders are 0700, and each entry starts with an HMAC-SHA256 of its key and
+  its bytes under a secret kept in the cache (0600), so an entry that was corrupted, moved to another
+  key or planted by anyone who cannot read the secret fails the check and is removed, never decoded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import logging
 import os
+import secrets
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from ..files import private_dir
 from ..items import Item
 from ..locator import Locator
 
 log = logging.getLogger("vlsearch.cache")
 DEFAULT_MAX_BYTES = 2 * 1024 ** 3
+_DIGEST = 32  # bytes of HMAC-SHA256 before each entry's payload
+_off: set[Path] = set()  # cache folders this process found unwritable (and warned about)
+_off_lock = threading.Lock()
 
 
 def cache_key(content_hash: str, locator: Locator, layout: dict[str, Any]) -> str:
@@ -46,16 +56,27 @@ class ItemCache:
         self.root, self.max_bytes = Path(root), max_bytes
         self.enabled = max_bytes > 0
         self.hits = self.misses = 0
+        self._secret: bytes | None = None
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npz"
+
+    def _digest(self, key: str, payload: bytes) -> bytes:
+        if self._secret is None:
+            self._secret = _secret(self.root)
+        return hmac.new(self._secret, key.encode() + b"\0" + payload, hashlib.sha256).digest()
 
     def get(self, key: str) -> Item | None:
         if not self.enabled:
             return None
         path = self._path(key)
         try:
-            with np.load(path, allow_pickle=False) as data:
+            entry = path.read_bytes()
+            payload = entry[_DIGEST:]
+            if not hmac.compare_digest(entry[:_DIGEST], self._digest(key, payload)):
+                path.unlink(missing_ok=True)  # damaged, moved or planted: never decoded
+                raise ValueError(f"{path}: fails its integrity check")
+            with np.load(io.BytesIO(payload), allow_pickle=False) as data:
                 frames = [Image.fromarray(a) for a in data["frames"]]
                 fps = float(data["fps"])
             os.utime(path)  # recently used
@@ -76,19 +97,28 @@ class ItemCache:
         np.savez(buffer, frames=np.stack([np.asarray(f.convert("RGB")) for f in frames]), fps=np.float64(fps))
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+            payload = buffer.getvalue()
+            entry = self._digest(key, payload) + payload
+            fd, tmp = tempfile.mkstemp(dir=private_dir(path.parent), prefix=".", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as out:
-                    out.write(buffer.getvalue())
+                    out.write(entry)
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
             self._evict()
         except OSError as exc:
-            self.enabled = False
-            log.warning("the reranking cache in %s is off for this process: %s", self.root, exc)
+            self._turn_off(exc)
+
+    def _turn_off(self, exc: OSError) -> None:
+        """Off for this process, with one warning per folder however many threads and caches fail at once."""
+        self.enabled = False
+        with _off_lock:
+            if self.root in _off:
+                return
+            _off.add(self.root)
+        log.warning("the reranking cache in %s is off for this process: %s", self.root, exc)
 
     def _evict(self) -> None:
         """Unlink the least recently used entries until the cache fits ``max_bytes``."""
@@ -105,3 +135,25 @@ class ItemCache:
                 break
             path.unlink(missing_ok=True)
             total -= size
+
+
+def _secret(root: Path) -> bytes:
+    """The cache's HMAC key: 32 random bytes in ``root/.secret`` (0600), made by the first process that needs
+    it (written aside, then linked into place, so every process reads the same whole key). The cache's folder
+    is made 0700 first, also one an older version left open."""
+    os.chmod(private_dir(root), 0o700)
+    path = root / ".secret"
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=".secret.")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(secrets.token_bytes(32))
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first
+        finally:
+            os.unlink(tmp)
+    secret = path.read_bytes()
+    if len(secret) != 32:
+        raise OSError(f"{path}: not a cache secret")
+    return secret

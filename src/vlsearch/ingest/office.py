@@ -6,6 +6,11 @@ workers never share a profile or a lock, in its own process group, with a timeou
 hangs or crashes LibreOffice is killed with its whole group and fails alone, naming the reason. The
 PDF is then indexed page by page, with its text layer, like any PDF.
 
+A conversion never reaches outside the document: the profile turns off macros, link updates, recalculation
+on load and the loading of anything a document links to (pictures, OLE objects, templates, sections, by
+``http:`` or ``file:`` URL), and LibreOffice runs in a new, empty network namespace (``unshare --net``)
+where the platform allows one, so even a link the settings miss finds no network.
+
 The program is ``$VLSEARCH_SOFFICE`` when set, else ``soffice`` or ``libreoffice`` on the ``PATH``.
 Each process keeps its last PDFs (by the document's content hash, 32 MiB at most), so reranking
 several pages of one document converts it once.
@@ -13,6 +18,8 @@ several pages of one document converts it once.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import shutil
 import signal
@@ -26,7 +33,9 @@ from ..errors import MediaError
 from ..media.images import MediaLimits, NamedFile, describe
 from .entries import content_hash
 
-__all__ = ["INSTALL", "soffice", "missing_reason", "to_pdf", "PROGRAM_ENV"]
+__all__ = ["INSTALL", "soffice", "missing_reason", "to_pdf", "PROGRAM_ENV", "no_network_prefix"]
+
+log = logging.getLogger("vlsearch.office")
 
 PROGRAM_ENV = "VLSEARCH_SOFFICE"
 #: the Debian/Ubuntu packages that convert text documents, spreadsheets and presentations
@@ -81,6 +90,48 @@ _converted: OrderedDict[str, bytes] = OrderedDict()  # the document's hash and s
 _lock = threading.Lock()
 
 
+#: the private profile's settings (keys of LibreOffice's Common.xcs, Writer.xcs and Calc.xcs): no macros, no
+#: active content, links never updated, pictures and objects linked from the document never loaded
+#: (BlockUntrustedRefererLinks: a document outside the trusted locations, as every converted one is, may not
+#: make LibreOffice fetch what it links to), and formulas kept as saved rather than recalculated on load
+#: (no WEBSERVICE call). DisableActiveContent exists in newer LibreOffice only; older ones ignore it.
+_SETTINGS = {
+    "/org.openoffice.Office.Common/Security/Scripting": {
+        "BlockUntrustedRefererLinks": "true", "DisableActiveContent": "true", "DisableMacrosExecution": "true",
+        "MacroSecurityLevel": "3"},
+    "/org.openoffice.Office.Writer/Content/Update": {"Link": "0", "Field": "false", "Chart": "false"},  # 0: never
+    "/org.openoffice.Office.Calc/Content/Update": {"Link": "1"},  # 1: never
+    "/org.openoffice.Office.Calc/Formula/Load": {"OOXMLRecalcMode": "1", "ODFRecalcMode": "1"},  # 1: never
+}
+PROFILE_SETTINGS = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+                    '<oor:items xmlns:oor="http://openoffice.org/2001/registry">\n'
+                    + "".join(f'<item oor:path="{path}"><prop oor:name="{name}" oor:op="fuse" oor:finalized="true">'
+                              f"<value>{value}</value></prop></item>\n"
+                              for path, props in _SETTINGS.items() for name, value in props.items())
+                    + "</oor:items>\n")
+
+#: ways to start a program inside a new, empty network namespace, tried in order: as root (or with
+#: CAP_SYS_ADMIN), then as an unprivileged user through a user namespace
+_NO_NETWORK = (("unshare", "--net"), ("unshare", "--net", "--map-root-user"))
+
+
+@functools.cache
+def no_network_prefix() -> tuple[str, ...]:
+    """The command prefix that runs LibreOffice with no network at all, or ``()`` where the platform
+    allows none (then the profile's settings alone keep links unfetched). Found once per process."""
+    for prefix in _NO_NETWORK:
+        if shutil.which(prefix[0]) is None:
+            continue
+        try:
+            if subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0:
+                return prefix
+        except (OSError, subprocess.SubprocessError):
+            continue
+    log.warning("no network namespace can be made here (unshare): LibreOffice converts with the network "
+                "reachable, kept from linked resources by its profile's settings only")
+    return ()
+
+
 def _convert(program: str, path: Path, source_name: str, name: str, timeout: float, limits: MediaLimits) -> bytes:
     """One run of LibreOffice in a private folder and profile."""
     suffix = os.path.splitext(source_name)[1].lower()  # LibreOffice picks its import filter by it
@@ -91,8 +142,11 @@ def _convert(program: str, path: Path, source_name: str, name: str, timeout: flo
         except OSError:
             shutil.copyfile(path, document)
         out = Path(work, "out")
-        command = [program, "--headless", "--invisible", "--norestore", "--nolockcheck", "--nodefault",
-                   "--nologo", f"-env:UserInstallation={Path(work, 'profile').as_uri()}",
+        profile = Path(work, "profile")
+        (profile / "user").mkdir(parents=True)
+        (profile / "user" / "registrymodifications.xcu").write_text(PROFILE_SETTINGS, encoding="utf-8")
+        command = [*no_network_prefix(), program, "--headless", "--invisible", "--norestore", "--nolockcheck",
+                   "--nodefault", "--nologo", f"-env:UserInstallation={profile.as_uri()}",
                    "--convert-to", "pdf", "--outdir", str(out), str(document)]
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, start_new_session=True, cwd=work,

@@ -57,7 +57,9 @@ class IndexReport:
     not_read: list[tuple[str, str]] = field(default_factory=list)  # (source, why it was skipped: a missing program)
     seconds: float = 0.0
 
-    def summary(self) -> str:
+    def summary(self, show: Callable[[str], str] = str) -> str:
+        """Counts on the first line, then a line per failure and per kind of skip; ``show`` writes each
+        source, item and reason (the command line escapes their control characters with it)."""
         lines = [f"{self.seen} files: {self.new} new, {self.changed} changed, {self.retried} retried, "
                  f"{self.unchanged} unchanged, {self.skipped} skipped (unsupported), {len(self.failed)} failed; "
                  f"{self.items} items embedded" + (f"; {self.pruned} deleted files pruned" if self.pruned else "")
@@ -65,13 +67,13 @@ class IndexReport:
         if self.failed_before:
             lines.append(f"  {self.failed_before} unchanged files failed before and were not retried "
                          "(vlsearch info lists them; retry_failed / --retry-failed tries again)")
-        lines += [f"  failed: {source}: {reason}" for source, reason in self.failed]
+        lines += [f"  failed: {show(source)}: {show(reason)}" for source, reason in self.failed]
         if self.not_read:
             reasons = sorted({reason for _, reason in self.not_read})
-            lines += [f"  {sum(r == reason for _, r in self.not_read)} skipped: {reason}" for reason in reasons]
+            lines += [f"  {sum(r == reason for _, r in self.not_read)} skipped: {show(reason)}" for reason in reasons]
         if self.no_ocr:
             lines.append(f"  {len(self.no_ocr)} items embedded without OCR text, e.g.:")
-            lines += [f"    {item}: {reason}" for item, reason in self.no_ocr[:5]]
+            lines += [f"    {show(item)}: {show(reason)}" for item, reason in self.no_ocr[:5]]
         return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from ..catalog import Catalog, check_name
 from ..collection import Collection
 from ..errors import InputError, StoreError, VlsearchError
-from ..files import atomic_write
+from ..files import atomic_write, private_dir
 from ..ingest.sources import is_local, spool
 from ..items import Item
 from ..watch import Changes, apply_changes
@@ -335,8 +335,7 @@ async def _save_uploads(request: Request, folder: Path) -> list[str]:
     uploads = [v for _, v in form.multi_items() if hasattr(v, "filename") and hasattr(v, "file")]
     if not uploads:
         raise InputError("no files in the upload (send them as multipart form fields, e.g. files=@report.pdf)")
-    folder = folder / uuid.uuid4().hex
-    folder.mkdir(parents=True)
+    folder = private_dir(folder / uuid.uuid4().hex)  # uploads are their owner's only (0700, files 0600)
     saved: list[str] = []
     try:
         for upload in uploads:
