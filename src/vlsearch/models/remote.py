@@ -216,6 +216,8 @@ class RemoteEmbedder(EmbedderBase):
         if any(row is None for row in rows):
             raise ModelError(f"{self.client.base}: the server returned fewer embeddings than inputs")
         vectors = np.stack(rows)
+        if api == "vlsearch":  # the library's own unit rows, bit for bit: re-normalising would round them again
+            return vectors
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
     def _embed_vllm(self, parts: list[dict[str, Any]], instruction: str | None) -> np.ndarray:
