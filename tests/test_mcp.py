@@ -78,17 +78,27 @@ def images(result):
     return [Image.open(io.BytesIO(base64.b64decode(b.data))) for b in result.content if b.type == "image"]
 
 
+MODES = ("dense", "lexical", "hybrid")
+
+
 def test_tools_and_search_over_http(mcp_url, collection):
     async def calls(client):
         tools = await client.list_tools()
         listed = await client.call_tool("list_collections", {})
         info = await client.call_tool("collection_info", {"collection": NAME})
         found = await client.call_tool("search", {"collection": NAME, "query": "penguins on glaciers", "top_k": 6})
-        return tools, listed, info, found
+        by_words = [await client.call_tool("search", {"collection": NAME, "query": "penguins on glaciers",
+                                                      "rerank": False, "mode": mode}) for mode in MODES]
+        return tools, listed, info, found, by_words
 
-    tools, listed, info, found = call_all(mcp_url, calls)
+    tools, listed, info, found, by_words = call_all(mcp_url, calls)
+    assert [texts(result)[0].split(", ", 1)[1] for result in by_words] == \
+        ["by vector similarity.", "by BM25.", "by vector similarity and BM25 (fused)."]
     assert {t.name for t in tools.tools} == TOOLS
-    schema = next(t for t in tools.tools if t.name == "search").input_schema["properties"]
+    search_tool = next(t for t in tools.tools if t.name == "search")
+    assert search_tool.description.startswith("Two-stage search of a collection")
+    assert all("\n " not in t.description for t in tools.tools)  # no docstring indentation
+    schema = search_tool.input_schema["properties"]
     assert schema["top_k"]["type"] == "integer" and schema["top_k"]["maximum"] == 100
     assert NAME in [c["name"] for c in listed.structured_content["collections"]]
     assert info.structured_content["items"] == 6 and not info.is_error
