@@ -72,6 +72,11 @@ def test_remote_models_have_the_sentence_transformers_calls(server, embedder, re
     assert np.array_equal(remote.encode_query(inputs), embedder.encode_query([DOCS[0], {"image": image}]))
     assert np.array_equal(remote.encode(DOCS, truncate_dim=8), embedder.encode(DOCS, truncate_dim=8))
     assert not np.allclose(remote.encode_query(DOCS), remote.encode_document(DOCS), atol=1e-3)
+    short = Embedder(server.url, api_key=KEY, truncate_dim=8, default_prompt_name="query")  # constructor options
+    assert np.array_equal(short.encode(DOCS), embedder.encode_query(DOCS)[:, :8])
+    answers = Reranker(server.url, api_key=KEY, prompts={"answer": "Find the answer"})
+    assert answers.rank("capital of France", DOCS, 2, False, "answer") == reranker.rank(
+        "capital of France", DOCS, 2, False, prompt="Find the answer")
     pairs = [("capital of France", DOCS[0]), ("a fruit", DOCS[2]), ("capital of France", DOCS[1])]
     assert np.array_equal(Reranker(server.url, api_key=KEY).predict(pairs), reranker.predict(pairs))
 

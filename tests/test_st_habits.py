@@ -284,8 +284,10 @@ def test_predict_and_rank_take_sentence_transformers_arguments(reranker):
         for keyword in ("activation_fn", "device", "pool", "chunk_size"):
             with pytest.raises(InputError, match=rf": {keyword}=.* is not supported"):
                 call(**{keyword: "x"})
-    with pytest.raises(InputError, match=r"^score\(\) takes no keyword 'temperature'"):  # not a private name
-        reranker.rank("q", docs, temperature=2)
+    with pytest.raises(InputError, match=r"^rank\(\) takes no keyword 'convert_to_tensor' \(its options: fps,"):
+        reranker.rank("q", docs, convert_to_tensor=True)  # not in sentence-transformers' rank either
+    with pytest.raises(InputError, match=r"^score\(\) takes no keyword 'temperature'"):
+        reranker.score("q", docs, temperature=2)
 
 
 def test_a_non_string_instruction_is_an_input_error(embedder, reranker):

@@ -306,9 +306,7 @@ class RerankerBase:
             InputError, MediaError: "query: ..." or "item i: ..." for document i.
         """
         check_instruction(instruction)
-        unknown = unknown_options(self._scores, options)
-        if unknown:
-            raise InputError(f"score() takes no keyword {unknown[0]!r}")
+        check_options("score", self._scores, options)
         try:
             query_item = Item.of(query)
         except VlsearchError as exc:
@@ -339,6 +337,7 @@ class RerankerBase:
             [{'corpus_id': 1, 'score': 0.97, 'text': 'Paris'}]
         """
         refuse_unsupported("rank", activation_fn=activation_fn, device=device, pool=pool, chunk_size=chunk_size)
+        check_options("rank", self._scores, options)
         instruction = self._instruction(prompt, prompt_name, instruction)
         docs = list(documents)
         parts = in_batches(len(docs), batch_size, show_progress_bar, "document", lambda start, stop: self.score(
@@ -493,12 +492,16 @@ def named_prompt(prompts: dict[str, str | None], default_name: str | None, promp
     return prompts[name]
 
 
-def unknown_options(scores: Callable[..., Any], options: dict[str, Any]) -> list[str]:
-    """The keywords of ``options`` a backend's ``_scores`` does not take (none when it takes ``**options``)."""
+def check_options(call: str, scores: Callable[..., Any], options: dict[str, Any]) -> None:
+    """InputError naming the first keyword of ``options`` a backend's ``_scores`` does not take (any is
+    taken when it takes ``**options``)."""
     parameters = inspect.signature(scores).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
-        return []
-    return sorted(set(options) - {p.name for p in parameters if p.kind is p.KEYWORD_ONLY})
+        return
+    taken = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
+    for name in options:
+        if name not in taken:
+            raise InputError(f"{call}() takes no keyword {name!r} (its options: {', '.join(taken) or 'none'})")
 
 
 def in_batches(count: int, size: int, progress: bool | None, unit: str, run: Callable[[int, int], Any]) -> list[Any]:
