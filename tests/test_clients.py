@@ -110,8 +110,9 @@ def test_cohere_v2_embed(server, embedder):
     by_image = client.embed(model="embed-v4.0", images=[data_uri(image)], input_type="image",
                             embedding_types=["float"], output_dimension=8)
     np.testing.assert_allclose(by_image.embeddings.float_, embedder.embed({"image": image}, dim=8), atol=1e-7)
-    mixed = client.embed(model="embed-v4.0", input_type="search_document", embedding_types=["float"], inputs=[
-        {"content": [{"type": "text", "text": "a chart"}, {"type": "image_url", "image_url": {"url": data_uri(image)}}]}])
+    parts = [{"type": "text", "text": "a chart"}, {"type": "image_url", "image_url": {"url": data_uri(image)}}]
+    mixed = client.embed(model="embed-v4.0", input_type="search_document", embedding_types=["float"],
+                         inputs=[{"content": parts}])
     assert np.array_equal(np.array(mixed.embeddings.float_, np.float32),
                           embedder.embed({"text": "a chart", "image": image}))
     for options, field in (({"embedding_types": ["uint8"]}, "uint8"), ({"truncate": "START"}, "truncate"),

@@ -180,7 +180,8 @@ def test_signatures_are_sentence_transformers_own(ours, theirs, differing_defaul
     positional = [p for p in their if p[1] is not inspect.Parameter.VAR_KEYWORD]
     want = [(n, k, differing_defaults.get(n, d)) for n, k, d in positional]
     assert mine[:len(want)] == want
-    assert all(kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD) for _, kind, _ in mine[len(want):])
+    extras = [kind for _, kind, _ in mine[len(want):]]
+    assert all(kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD) for kind in extras)
     assert (their[-1][1] is inspect.Parameter.VAR_KEYWORD) <= (mine[-1][1] is inspect.Parameter.VAR_KEYWORD)
 
 

@@ -255,9 +255,8 @@ class EmbedderBase:
 
     def _encode_as(self, task: str, inputs: Any, *args: Any, **options: Any) -> Any:
         call = inspect.signature(self.encode).bind(inputs, *args, **options)
-        if call.arguments.get("prompt") is None and call.arguments.get("prompt_name") is None:
-            if task in self.prompts:
-                call.arguments["prompt_name"] = task
+        if call.arguments.get("prompt") is None and call.arguments.get("prompt_name") is None and task in self.prompts:
+            call.arguments["prompt_name"] = task
         return self.encode(*call.args, **call.kwargs)
 
     def similarity(self, embeddings1: Any, embeddings2: Any) -> Any:
@@ -425,11 +424,12 @@ class RerankerBase:
 
 # ---------------------------------------------------------------- helpers of the sentence-transformers calls
 
+_NO_POOL = "vlsearch batches the inputs itself: there is no multi-process pool"
 #: why a sentence-transformers keyword is refused when given other than its default (None unless listed)
 REFUSED = {
     "device": "the device is chosen when the model loads (the constructor's device=)",
-    "pool": "vlsearch batches the inputs itself: there is no multi-process pool",
-    "chunk_size": "vlsearch batches the inputs itself: there is no multi-process pool",
+    "pool": _NO_POOL,
+    "chunk_size": _NO_POOL,
     "output_value": "vlsearch gives pooled vectors only ('sentence_embedding')",
     "activation_fn": "the scores are the model's own probabilities, sigmoid(logit(yes) - logit(no))",
 }

@@ -150,8 +150,8 @@ def model_router(config: ServerConfig, models: Models, metrics: Metrics, guard: 
         vectors, tokens = await embed(items, instruction, "dimensions", body.dimensions)
         return await respond(lambda: {
             "object": "list", "model": models.embedder_name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(ENCODERS[kind](vectors))]},
-            vectors.size)
+            "data": [{"object": "embedding", "index": i, "embedding": e}
+                     for i, e in enumerate(ENCODERS[kind](vectors))]}, vectors.size)
 
     @router.post("/v2/embed")
     async def cohere_embed(body: CohereEmbedRequest, request: Request) -> Response:

@@ -38,7 +38,8 @@ COHERE_INPUT_TYPES: dict[str, str | None] = {
 }
 
 
-def instruction_of(field: str, value: str | None, choices: dict[str, str | None], instruction: str | None) -> str | None:
+def instruction_of(field: str, value: str | None, choices: dict[str, str | None],
+                   instruction: str | None) -> str | None:
     """The instruction a provider's task field stands for; ``instruction`` when the field is absent."""
     if value is None:
         return instruction

@@ -1,6 +1,7 @@
 """Request bodies (pydantic). Inputs with media are checked further in ``inputs``.
 
-Unknown fields are ignored, so clients written for OpenAI, Cohere or Jina work unchanged.
+Fields unknown here are ignored, so clients written for OpenAI, Cohere or Jina work unchanged; the
+fields of those APIs that would change an answer are honoured or refused by name (``peers``).
 """
 
 from __future__ import annotations
