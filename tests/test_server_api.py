@@ -201,6 +201,7 @@ def test_jina_rerank_takes_raw_base64_images_and_returns_documents_by_default(ht
                .json()["results"])  # Cohere's default
     assert_clean_error(http.post("/v1/rerank", json={**body, "documents": [{"image": "bm90IGFuIGltYWdlIGF0IGFsbA=="}]}),
                        400, "document 0", "data URI")
+    assert_clean_error(http.post("/v1/rerank", json={**body, "max_tokens_per_doc": 512}), 400, "max_tokens_per_doc")
 
 
 def test_jina_embeddings_task_and_embedding_type(http, embedder):
@@ -219,7 +220,7 @@ def test_jina_embeddings_task_and_embedding_type(http, embedder):
     assert np.array_equal(np.frombuffer(base64.b64decode(encoded), "<f4"), embedder.embed(TEXTS)[0])
     for field, value, message in (("task", "retrieval.everything", "task must be one of retrieval.query"),
                                   ("embedding_type", "uint8", "embedding_type: 'uint8' is not supported"),
-                                  ("late_chunking", True, "late_chunking")):
+                                  ("late_chunking", True, "late_chunking"), ("normalized", False, "normalized")):
         assert_clean_error(http.post("/v1/embeddings", json={**body, field: value}), 400, message)
     assert_clean_error(http.post("/v1/embeddings", json={**body, "task": "retrieval.query", "instruction": "x"}),
                        400, "give task or instruction, not both")

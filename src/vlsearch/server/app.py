@@ -146,6 +146,7 @@ def model_router(config: ServerConfig, models: Models, metrics: Metrics, guard: 
             raise InputError("give encoding_format or embedding_type, not both")
         kind = check_embedding_types("embedding_type", [body.embedding_type or body.encoding_format or "float"])[0]
         refuse("late_chunking", body.late_chunking, (False,), "each input is embedded on its own")
+        refuse("normalized", body.normalized, (True,), "the vectors are unit vectors")
         instruction = instruction_of("task", body.task, JINA_TASKS, body.instruction)
         vectors, tokens = await embed(items, instruction, "dimensions", body.dimensions)
         return await respond(lambda: {
@@ -176,6 +177,7 @@ def model_router(config: ServerConfig, models: Models, metrics: Metrics, guard: 
         if models.reranker is None:
             raise APIError(503, "no reranker is loaded on this server (it was started with --no-reranker)",
                            "service_unavailable", "no_reranker")
+        refuse("max_tokens_per_doc", body.max_tokens_per_doc, (), "the token limit is the server's")
         if len(body.documents) > config.max_documents:
             raise InputError(f"{len(body.documents)} documents in one request, over the limit of "
                              f"{config.max_documents}")

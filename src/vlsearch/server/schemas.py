@@ -51,6 +51,7 @@ class EmbeddingRequest(_Body):
     task: str | None = None  # Jina: retrieval.query, retrieval.passage ... (peers.JINA_TASKS)
     embedding_type: str | None = None  # Jina: float, base64, binary, ubinary, int8
     late_chunking: bool | None = None  # Jina: refused when true
+    normalized: bool | None = None  # Jina: the vectors are unit vectors; refused when false
 
 
 class RerankRequest(_Body):
@@ -62,6 +63,7 @@ class RerankRequest(_Body):
     top_n: int | None = Field(default=None, ge=1, le=1_000_000)
     return_documents: bool | None = None
     rank_fields: list[str] | None = None
+    max_tokens_per_doc: int | None = None  # Cohere v2: refused, the token limit is the server's
     instruction: str | None = None
     model: str | None = None
 
