@@ -116,6 +116,104 @@ def test_langchain_embeddings(embedder, indexed, server):
     assert len(asyncio.run(local.aembed_documents(texts))) == 3
 
 
+def test_langchain_retriever_takes_k_and_search_kwargs_and_refuses_unknown_options(collection):
+    pytest.importorskip("langchain_core")
+    from vlsearch.integrations.langchain import VlsearchRetriever
+
+    def ids(docs):
+        return [d.id for d in docs]
+
+    want = [r.id for r in collection.search("penguins on glaciers", top_k=3)]
+    assert ids(VlsearchRetriever(collection=collection, k=3).invoke("penguins on glaciers")) == want
+    assert ids(VlsearchRetriever(collection=collection).invoke("penguins on glaciers", k=3)) == want
+    assert ids(VlsearchRetriever(collection=collection, search_kwargs={"k": 2}).invoke("penguins on glaciers")) \
+        == want[:2]
+    images = VlsearchRetriever(collection=collection, search_kwargs={"where": "modality = 'image'"}, top_k=2)
+    assert {d.metadata["modality"] for d in images.invoke("a chart")} == {"image"}
+    with pytest.raises(ValueError, match="topk"):  # pydantic's ValidationError: extra fields are forbidden
+        VlsearchRetriever(collection=collection, topk=2)
+    with pytest.raises(ValueError, match="search_kwargs: unknown option 'kk'"):
+        VlsearchRetriever(collection=collection, search_kwargs={"kk": 2})
+    with pytest.raises(InputError, match="invoke: unknown option 'topk'"):
+        VlsearchRetriever(collection=collection).invoke("penguins", topk=2)
+    with pytest.raises(InputError, match="give k or top_k, not both"):
+        VlsearchRetriever(collection=collection).invoke("penguins", k=2, top_k=3)
+
+
+class ServedOrLocal:
+    """Fixtures of this module handed to LangChain's standard suites, which read their settings from
+    properties: the same collection and model here and on the loopback server."""
+
+    served = False
+
+    @pytest.fixture(autouse=True)
+    def _peers(self, collection, server, embedder):
+        pytest.importorskip("langchain_tests")
+        self.target = {"collection": NAME, "url": server.url, "api_key": KEY} if self.served else \
+            {"collection": collection}
+        self.model = {"model": server.url, "api_key": KEY} if self.served else {"model": embedder}
+
+    @property
+    def retriever_constructor(self):
+        from vlsearch.integrations.langchain import VlsearchRetriever
+
+        return VlsearchRetriever
+
+    @property
+    def retriever_constructor_params(self) -> dict:
+        return self.target
+
+    @property
+    def retriever_query_example(self) -> str:
+        return "penguins on glaciers"
+
+    @property
+    def embeddings_class(self):
+        from vlsearch.integrations.langchain import VlsearchEmbeddings
+
+        return VlsearchEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict:
+        return self.model
+
+
+def _standard(module: str, name: str) -> type:
+    try:
+        return getattr(__import__(module, fromlist=[name]), name)
+    except ImportError:  # langchain-tests is in the dev extra; the suites are skipped without it
+        return object
+
+
+RetrieversIntegrationTests = _standard("langchain_tests.integration_tests", "RetrieversIntegrationTests")
+EmbeddingsIntegrationTests = _standard("langchain_tests.integration_tests", "EmbeddingsIntegrationTests")
+EmbeddingsUnitTests = _standard("langchain_tests.unit_tests", "EmbeddingsUnitTests")
+
+
+class TestLangChainRetrieverLocal(ServedOrLocal, RetrieversIntegrationTests):
+    pass
+
+
+class TestLangChainRetrieverServed(ServedOrLocal, RetrieversIntegrationTests):
+    served = True
+
+
+class TestLangChainEmbeddingsUnitLocal(ServedOrLocal, EmbeddingsUnitTests):
+    pass
+
+
+class TestLangChainEmbeddingsUnitServed(ServedOrLocal, EmbeddingsUnitTests):
+    served = True
+
+
+class TestLangChainEmbeddingsLocal(ServedOrLocal, EmbeddingsIntegrationTests):
+    pass
+
+
+class TestLangChainEmbeddingsServed(ServedOrLocal, EmbeddingsIntegrationTests):
+    served = True
+
+
 # ---------------------------------------------------------------- LlamaIndex
 
 def test_llamaindex_retriever_gives_text_and_image_nodes(server, collection, indexed):

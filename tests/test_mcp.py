@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -78,17 +81,27 @@ def images(result):
     return [Image.open(io.BytesIO(base64.b64decode(b.data))) for b in result.content if b.type == "image"]
 
 
+MODES = ("dense", "lexical", "hybrid")
+
+
 def test_tools_and_search_over_http(mcp_url, collection):
     async def calls(client):
         tools = await client.list_tools()
         listed = await client.call_tool("list_collections", {})
         info = await client.call_tool("collection_info", {"collection": NAME})
         found = await client.call_tool("search", {"collection": NAME, "query": "penguins on glaciers", "top_k": 6})
-        return tools, listed, info, found
+        by_words = [await client.call_tool("search", {"collection": NAME, "query": "penguins on glaciers",
+                                                      "rerank": False, "mode": mode}) for mode in MODES]
+        return tools, listed, info, found, by_words
 
-    tools, listed, info, found = call_all(mcp_url, calls)
+    tools, listed, info, found, by_words = call_all(mcp_url, calls)
+    assert [texts(result)[0].split(", ", 1)[1] for result in by_words] == \
+        ["by vector similarity.", "by BM25.", "by vector similarity and BM25 (fused)."]
     assert {t.name for t in tools.tools} == TOOLS
-    schema = next(t for t in tools.tools if t.name == "search").input_schema["properties"]
+    search_tool = next(t for t in tools.tools if t.name == "search")
+    assert search_tool.description.startswith("Two-stage search of a collection")
+    assert all("\n " not in t.description for t in tools.tools)  # no docstring indentation
+    schema = search_tool.input_schema["properties"]
     assert schema["top_k"]["type"] == "integer" and schema["top_k"]["maximum"] == 100
     assert NAME in [c["name"] for c in listed.structured_content["collections"]]
     assert info.structured_content["items"] == 6 and not info.is_error
@@ -258,3 +271,76 @@ def test_missing_mcp_extra(monkeypatch, capsys):
         _ = vlsearch.mcp.create_mcp_server
     assert main(["mcp", "--model", "/nonexistent"]) == 1
     assert "pip install 'vlsearch[mcp]'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the README's client configurations
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+CLIENTS = ("Claude Desktop", "Claude Code", "Cursor", "VS Code", "MCP Inspector")
+
+
+def readme_configs() -> dict[str, tuple[str, str]]:
+    """Client name -> (language, code) of each block after a bold client name in the README's MCP section."""
+    section = README.read_text(encoding="utf-8").split("\n### MCP: `vlsearch mcp`\n", 1)[1].split("\n### ", 1)[0]
+    blocks = re.finditer(r"\*\*(.+?)\*\*(?:(?!```).)*```(json|bash)\n(.*?)```", section, re.S)
+    return {m[1]: (m[2], m[3]) for m in blocks}
+
+
+def claude_code_servers(code: str) -> dict[str, dict]:
+    """``claude mcp add`` lines as configuration entries."""
+    found = {}
+    for line in code.strip().splitlines():
+        words = shlex.split(line)
+        assert words[:3] == ["claude", "mcp", "add"], line
+        words, command = (words[3:words.index("--")], words[words.index("--") + 1:]) if "--" in words else \
+            (words[3:], [])
+        options = {words[i]: words[i + 1] for i in range(len(words) - 1) if words[i].startswith("--")}
+        positional = [w for i, w in enumerate(words) if not w.startswith("--") and not words[i - 1].startswith("--")]
+        if command:
+            found[positional[0]] = {"command": command[0], "args": command[1:],
+                                    "env": dict([options["--env"].split("=", 1)])}
+        else:
+            assert options["--transport"] == "http"
+            found[positional[0]] = {"url": positional[1], "headers": dict([options["--header"].split(": ", 1)])}
+    return found
+
+
+def test_readme_client_configurations_parse_and_work(mcp_url, indexed, reranker_path, tmp_path):
+    from mcp import StdioServerParameters
+
+    from vlsearch.cli import build_parser
+
+    configs = readme_configs()
+    assert set(CLIENTS) <= set(configs), sorted(configs)
+    servers = {"Claude Desktop": json.loads(configs["Claude Desktop"][1])["mcpServers"],
+               "Claude Code": claude_code_servers(configs["Claude Code"][1]),
+               "Cursor": json.loads(configs["Cursor"][1])["mcpServers"],
+               "VS Code": json.loads(configs["VS Code"][1])["servers"]}
+    stdio = {json.dumps({k: entry["vlsearch"][k] for k in ("command", "args", "env")}) for entry in servers.values()}
+    assert len(stdio) == 1  # one command for every client
+    assert servers["VS Code"]["vlsearch"]["type"] == "stdio" and servers["VS Code"]["vlsearch-http"]["type"] == "http"
+    command = json.loads(stdio.pop())
+    assert command["command"] == "vlsearch" and build_parser().parse_args(command["args"]).command == "mcp"
+    remotes = [entry["vlsearch-http"] for name, entry in servers.items() if name != "Claude Desktop"]
+    assert all(r["url"] == "http://127.0.0.1:8001/mcp" and r["headers"] == {"Authorization": "Bearer KEY"}
+               for r in remotes)
+    inspector = configs["MCP Inspector"][1]
+    assert "--header \"Authorization: Bearer KEY\"" in inspector
+    versions = {tuple(int(n) for n in v.split(".")) for v in re.findall(r"inspector@([\d.]+)", inspector)}
+    assert versions and all(v >= (0, 16, 6) for v in versions)  # the first CLI with --header
+
+    # the HTTP entry's header opens a session on a running server; the stdio entry starts one
+    async def listed(client):
+        return {t.name for t in (await client.list_tools()).tools}
+
+    assert call_all(mcp_url, listed, key=KEY) == TOOLS  # "Authorization: Bearer KEY", with the server's key
+    args = [str(tmp_path) if a == "/home/me/papers" else a for a in command["args"]]
+    src = str(Path(__import__("vlsearch").__file__).parent.parent)
+    env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")},
+           "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "HF_HUB_OFFLINE": "1",
+           "VLSEARCH_HOME": str(indexed.home), "VLSEARCH_EMBEDDER": indexed.model,
+           "VLSEARCH_RERANKER": str(reranker_path)}
+    assert set(command["env"]) <= set(env)
+    params = StdioServerParameters(command=sys.executable, args=["-m", "vlsearch", *args, "--torch-threads", "1"],
+                                   env=env)
+    assert call_all(params, listed) == TOOLS

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from server_helpers import data_uri, metric, png_bytes, serve  # noqa: E402
+from server_helpers import assert_clean_error, data_uri, metric, png_bytes, serve  # noqa: E402
 from vlsearch.server import ServerConfig  # noqa: E402
 
 TEXTS = ["a dog on a beach", "quarterly revenue chart", "the attention heatmap of a transformer layer"]
@@ -183,3 +183,51 @@ def test_models_health_metrics(http, embedder):
     assert metric(text, "vlsearch_batch_items_count", model="embed") >= 1
     assert "vlsearch_queue_items" in text and "vlsearch_jobs" in text
     assert http.get("/health").headers["x-request-id"]
+
+
+# ---------------------------------------------------------------- Jina's and Cohere's fields
+
+def test_jina_rerank_takes_raw_base64_images_and_returns_documents_by_default(http, reranker, image):
+    raw = base64.b64encode(image).decode()
+    documents = [{"text": "a chart of revenue"}, {"image": raw}]
+    body = {"model": "jina-reranker-m0", "query": "a chart", "documents": documents}
+    results = http.post("/v1/rerank", json=body).json()["results"]
+    expected = reranker.score("a chart", [documents[0], {"image": image}])
+    assert {r["index"]: r["relevance_score"] for r in results} == dict(enumerate(expected))
+    assert [r["document"] for r in sorted(results, key=lambda r: r["index"])] == documents  # Jina's default
+    assert all("document" not in r for r in http.post("/v1/rerank", json={**body, "return_documents": False})
+               .json()["results"])
+    assert all("document" not in r for r in http.post("/v1/rerank", json={**body, "model": "rerank-v3.5"})
+               .json()["results"])  # Cohere's default
+    assert_clean_error(http.post("/v1/rerank", json={**body, "documents": [{"image": "bm90IGFuIGltYWdlIGF0IGFsbA=="}]}),
+                       400, "document 0", "data URI")
+    assert_clean_error(http.post("/v1/rerank", json={**body, "max_tokens_per_doc": 512}), 400, "max_tokens_per_doc")
+
+
+def test_jina_embeddings_task_and_embedding_type(http, embedder):
+    from vlsearch.models.contract import QUERY_INSTRUCTION, quantize
+
+    body = {"model": "jina-embeddings-v4", "input": TEXTS}
+    query = embedder.embed(TEXTS, instruction=QUERY_INSTRUCTION)
+    assert np.array_equal(vectors(http.post("/v1/embeddings", json={**body, "task": "retrieval.query"})), query)
+    assert np.array_equal(vectors(http.post("/v1/embeddings", json={**body, "task": "retrieval.passage"})),
+                          embedder.embed(TEXTS))
+    for kind, want in (("int8", quantize(query, "int8")), ("ubinary", quantize(query, "ubinary")),
+                       ("binary", quantize(query, "ubinary").astype(np.int16) - 128)):
+        answer = http.post("/v1/embeddings", json={**body, "task": "retrieval.query", "embedding_type": kind}).json()
+        assert np.array_equal(np.array([d["embedding"] for d in answer["data"]]), want), kind
+    encoded = http.post("/v1/embeddings", json={**body, "embedding_type": "base64"}).json()["data"][0]["embedding"]
+    assert np.array_equal(np.frombuffer(base64.b64decode(encoded), "<f4"), embedder.embed(TEXTS)[0])
+    for field, value, message in (("task", "retrieval.everything", "task must be one of retrieval.query"),
+                                  ("embedding_type", "uint8", "embedding_type: 'uint8' is not supported"),
+                                  ("late_chunking", True, "late_chunking"), ("normalized", False, "normalized")):
+        assert_clean_error(http.post("/v1/embeddings", json={**body, field: value}), 400, message)
+    assert_clean_error(http.post("/v1/embeddings", json={**body, "task": "retrieval.query", "instruction": "x"}),
+                       400, "give task or instruction, not both")
+
+
+def test_model_by_id(http, embedder):
+    listed = http.get("/v1/models").json()["data"]
+    for model in listed:
+        assert http.get(f"/v1/models/{model['id']}").json() == model
+    assert_clean_error(http.get("/v1/models/no-such-model"), 404, "no model 'no-such-model'")

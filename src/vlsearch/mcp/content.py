@@ -62,11 +62,19 @@ def scores(result: Result) -> str:
     return f"score {result.score:.4f} ({', '.join(parts)})"
 
 
+def ordering(results: list[Result], reranked: bool) -> str:
+    """How the results are ordered, from the scores they carry: ", reranked", ", by BM25" ..."""
+    if reranked:
+        return ", reranked"
+    kinds = [name for name, present in (("vector similarity", any(r.vector_score is not None for r in results)),
+                                        ("BM25", any(r.lexical_score is not None for r in results))) if present]
+    return f", by {' and '.join(kinds)}" + (" (fused)" if len(kinds) == 2 else "") if kinds else ""
+
+
 def search_result(collection: str, results: list[Result], reranked: bool, thumbnails: bool) -> CallToolResult:
     """A header, then per result a text block (rank, scores, place, modality, id, text snippet) followed by
     its thumbnail; the results as structured content too (without thumbnails)."""
-    how = "reranked" if reranked else "by vector similarity"
-    blocks: list[Any] = [text(f"{len(results)} results from collection {collection!r}, {how}.")]
+    blocks: list[Any] = [text(f"{len(results)} results from collection {collection!r}{ordering(results, reranked)}.")]
     for r in results:
         snippet = " ".join(r.text.split())
         snippet = snippet if len(snippet) <= SNIPPET_CHARS else snippet[:SNIPPET_CHARS] + "..."

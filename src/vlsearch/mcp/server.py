@@ -11,7 +11,8 @@ cross-site checks of ``server.middleware.Gate``. A bad argument is a tool error 
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated, Any, Iterator, Literal
+import inspect
+from typing import Annotated, Any, Callable, Iterator, Literal
 
 import anyio
 import numpy as np
@@ -66,6 +67,13 @@ def argument(name: str) -> Iterator[None]:
 class VlsearchMCP(MCPServer):
     """``MCPServer`` whose argument validation errors name each argument and what it should be, without
     echoing the values (a data URI can be megabytes)."""
+
+    def tool(self, *args: Any, description: str | None = None, **options: Any) -> Callable[[Any], Any]:
+        """``MCPServer.tool``, described by the function's docstring without its source indentation."""
+        def register(fn: Any) -> Any:
+            about = description if description is not None else inspect.cleandoc(fn.__doc__ or "")
+            return MCPServer.tool(self, *args, description=about, **options)(fn)
+        return register
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
+from ..errors import InputError
 from ..media.images import MediaLimits
 from .adapters import AdapterInfo, apply_adapter, check_base, combined_fingerprint, read_adapter
 from .batching import collate, collate_packed, last_token, last_token_packed, plan_batches, plan_packed, run_with_backoff
@@ -111,6 +113,18 @@ class Qwen3VLBase:
     @property
     def hidden_size(self) -> int:
         return int(self.model.config.text_config.hidden_size)
+
+    @property
+    def max_seq_length(self) -> int:
+        """The most tokens of one input (``budget.max_length``; text beyond it is cut), as
+        sentence-transformers names it."""
+        return self.budget.max_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"max_seq_length must be a positive integer, not {value!r}")
+        self.budget = dataclasses.replace(self.budget, max_length=value)
 
     @property
     def batch_invariant(self) -> bool:

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..items import Item
 from .base import Qwen3VLBase
-from .contract import EmbedderBase, Precision, quantize, truncate_dim
+from .contract import EmbedderBase, Precision, check_instruction, loader_options, quantize, truncate_dim
 from .qwen3vl import Encoded, encode_conversation, load_item, normalise_instruction
 
 DEFAULT_INSTRUCTION = "Represent the user's input."
@@ -21,6 +21,9 @@ class Embedder(Qwen3VLBase, EmbedderBase):
     Args:
         model: hub id such as "Qwen/Qwen3-VL-Embedding-2B", or a local checkpoint directory.
         instruction: default instruction for items without one.
+        prompts, default_prompt_name, similarity_fn_name, truncate_dim: ``SentenceTransformer``'s
+            (for ``encode`` and ``similarity``); its other keywords are refused unless left at their
+            defaults.
         **options: see ``Qwen3VLBase`` (device, dtype, budget, limits, batch_tokens ...).
 
     Example:
@@ -29,9 +32,12 @@ class Embedder(Qwen3VLBase, EmbedderBase):
         (2, 2048)
     """
 
-    def __init__(self, model: str, *, instruction: str = DEFAULT_INSTRUCTION, **options: Any) -> None:
-        super().__init__(model, **options)
-        self.instruction = instruction
+    def __init__(self, model: str, *, instruction: str = DEFAULT_INSTRUCTION,
+                 prompts: dict[str, str | None] | None = None, default_prompt_name: str | None = None,
+                 similarity_fn_name: str | None = None, truncate_dim: int | None = None, **options: Any) -> None:
+        self.instruction = check_instruction(instruction)
+        self.sentence_transformers_options(prompts, default_prompt_name, similarity_fn_name, truncate_dim)
+        super().__init__(model, **loader_options("Embedder", options))
 
     @property
     def dim(self) -> int:

@@ -134,6 +134,7 @@ class RemoteEmbedder(EmbedderBase):
             as the system message, the item as the user message), "openai" (plain text, no
             instruction) or "auto" (vlsearch when ``/v1/models`` reports a fingerprint, vllm when
             it reports ``owned_by: vllm``, else openai).
+        prompts, default_prompt_name, similarity_fn_name, truncate_dim: ``SentenceTransformer``'s.
 
     Example:
         >>> emb = RemoteEmbedder("http://127.0.0.1:8000")
@@ -143,7 +144,10 @@ class RemoteEmbedder(EmbedderBase):
 
     def __init__(self, url: str, *, model: str | None = None, api_key: str | None = None,
                  instruction: str | None = None, timeout: float = 300.0, batch_size: int = 32,
-                 limits: MediaLimits | None = None, api: Api = "auto") -> None:
+                 limits: MediaLimits | None = None, api: Api = "auto", prompts: dict[str, str | None] | None = None,
+                 default_prompt_name: str | None = None, similarity_fn_name: str | None = None,
+                 truncate_dim: int | None = None) -> None:
+        self.sentence_transformers_options(prompts, default_prompt_name, similarity_fn_name, truncate_dim)
         self.client = ApiClient(url, api_key, timeout)
         self.model_id, self.instruction, self.batch_size = model, instruction, batch_size
         self.limits = limits or MediaLimits()
@@ -216,6 +220,8 @@ class RemoteEmbedder(EmbedderBase):
         if any(row is None for row in rows):
             raise ModelError(f"{self.client.base}: the server returned fewer embeddings than inputs")
         vectors = np.stack(rows)
+        if api == "vlsearch":  # the library's own unit rows, bit for bit: re-normalising would round them again
+            return vectors
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
     def _embed_vllm(self, parts: list[dict[str, Any]], instruction: str | None) -> np.ndarray:
@@ -248,7 +254,9 @@ class RemoteReranker(RerankerBase):
 
     def __init__(self, url: str, *, model: str | None = None, api_key: str | None = None,
                  timeout: float = 300.0, batch_size: int = 64, limits: MediaLimits | None = None,
-                 api: Api = "auto") -> None:
+                 api: Api = "auto", prompts: dict[str, str | None] | None = None,
+                 default_prompt_name: str | None = None) -> None:
+        self.sentence_transformers_options(prompts, default_prompt_name)
         self.client = ApiClient(url, api_key, timeout)
         self.model_id, self.batch_size = model, batch_size
         self.limits = limits or MediaLimits()

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Sequence
 from ..errors import ModelError, VlsearchError, each_item, in_context
 from ..items import Item, ItemLike, as_items, check_text
 from .base import Qwen3VLBase
-from .contract import RerankerBase
+from .contract import RerankerBase, check_instruction, loader_options
 from .qwen3vl import Encoded, VisionBudget, VisionParts, encode_conversation, load_item
 
 DEFAULT_INSTRUCTION = "Given a search query, retrieve relevant candidates that answer the query."
@@ -58,6 +58,9 @@ class Reranker(Qwen3VLBase, RerankerBase):
     Args:
         model: hub id such as "Qwen/Qwen3-VL-Reranker-2B", or a local checkpoint directory.
         instruction: default task instruction.
+        prompts, default_prompt_name: ``CrossEncoder``'s named instructions (``predict``, ``rank``).
+        max_length: the most tokens of one pair (``max_seq_length``); ``CrossEncoder``'s other
+            keywords are refused unless left at their defaults.
         **options: see ``Qwen3VLBase`` (device, dtype, budget, limits, batch_tokens ...).
 
     Example:
@@ -68,9 +71,14 @@ class Reranker(Qwen3VLBase, RerankerBase):
 
     default_budget = VisionBudget(max_length=10240)
 
-    def __init__(self, model: str, *, instruction: str = DEFAULT_INSTRUCTION, **options: Any) -> None:
-        super().__init__(model, **options)
-        self.instruction = instruction
+    def __init__(self, model: str, *, instruction: str = DEFAULT_INSTRUCTION,
+                 prompts: dict[str, str | None] | None = None, default_prompt_name: str | None = None,
+                 max_length: int | None = None, **options: Any) -> None:
+        self.instruction = check_instruction(instruction)
+        self.sentence_transformers_options(prompts, default_prompt_name)
+        super().__init__(model, **loader_options("Reranker", options))
+        if max_length is not None:
+            self.max_seq_length = max_length
         vocab = self.processor.tokenizer.get_vocab()
         missing = [t for t in ("yes", "no") if t not in vocab]
         if missing:

@@ -1,19 +1,19 @@
 """``create_app(config)``: the FastAPI app (OpenAI embeddings, Cohere/Jina rerank, collections).
 
-Routes: ``POST /v1/embeddings``, ``POST /v1/rerank`` (also ``/v2/rerank``), ``GET /v1/models``, the collection and job
-routes of ``collections.py``, ``GET /health``, ``GET /identity`` (a resident server's proof), ``GET /metrics``.
-The web page in ``server/static/`` is served at ``/`` (index.html), its scripts and styles under ``/static/``.
+Routes: ``POST /v1/embeddings``, ``POST /v1/rerank`` (also ``/v2/rerank``), ``POST /v2/embed`` (Cohere),
+``GET /v1/models`` and ``/v1/models/{id}``, the collection and job routes of ``collections.py``, ``GET /health``,
+``GET /identity`` (a resident server's proof), ``GET /metrics``. The web page in ``server/static/`` is served at
+``/`` (index.html), its scripts and styles under ``/static/``.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import numpy as np
 
@@ -39,7 +39,9 @@ from .jobs import JobManager
 from .metrics import Metrics
 from .middleware import Gate
 from .runtime import Models
-from .schemas import EmbeddingRequest, RerankRequest
+from .peers import (COHERE_INPUT_TYPES, ENCODERS, JINA_TASKS, check_embedding_types, flattened_document,
+                    instruction_of, refuse)
+from .schemas import CohereEmbedRequest, EmbeddingRequest, RerankRequest
 
 log = logging.getLogger("vlsearch.server")
 STATIC = Path(__file__).parent / "static"
@@ -111,35 +113,73 @@ def model_router(config: ServerConfig, models: Models, metrics: Metrics, guard: 
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    @router.get("/v1/models")
-    async def list_models() -> JSONResponse:
+    def model_list() -> list[dict[str, Any]]:
         data = [{"id": models.embedder_name, "object": "model", "owned_by": "vlsearch", "type": "embedding",
                  "dimensions": models.embedder.dim, "fingerprint": models.embedder.fingerprint,
                  "created": int(_STARTED)}]
         if models.reranker is not None:
             data.append({"id": models.reranker_name, "object": "model", "owned_by": "vlsearch", "type": "rerank",
                          "created": int(_STARTED)})
-        return JSONResponse({"object": "list", "data": data})
+        return data
+
+    @router.get("/v1/models")
+    async def list_models() -> JSONResponse:
+        return JSONResponse({"object": "list", "data": model_list()})
+
+    @router.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str) -> JSONResponse:
+        for model in model_list():
+            if model["id"] == model_id:
+                return JSONResponse(model)
+        raise APIError(404, f"no model {model_id!r} on this server", "invalid_request_error", "model_not_found")
+
+    async def embed(items: list[Any], instruction: str | None, field: str,
+                    size: int | None) -> tuple[np.ndarray, int]:
+        """The items' vectors, cut to ``size`` (Matryoshka, the request's ``field``), and their tokens."""
+        if size is not None and size > models.embedder.dim:
+            raise InputError(f"{field} must be between 1 and {models.embedder.dim}, not {size}")
+        vectors, tokens = await models.embed(items, instruction)
+        return truncate_dim(vectors, size), tokens
+
+    async def respond(build: Callable[[], dict[str, Any]], numbers: int) -> Response:
+        """``build()`` as JSON; large answers are serialised off the event loop, small ones are not worth the hop."""
+        def render() -> bytes:
+            return json.dumps(build()).encode()
+
+        content = await run_in_threadpool(render) if numbers > OFFLOAD_FLOATS else render()
+        return Response(content, media_type="application/json")
 
     @router.post("/v1/embeddings")
     async def embeddings(body: EmbeddingRequest) -> Response:
         items = embedding_inputs(body.input, guard, config.max_items)
-        dim = models.embedder.dim
-        if body.dimensions is not None and body.dimensions > dim:
-            raise InputError(f"dimensions must be between 1 and {dim}, not {body.dimensions}")
-        vectors, tokens = await models.embed(items, body.instruction)
-        vectors = truncate_dim(vectors, body.dimensions)
-        encoding = body.encoding_format or "float"
+        if body.embedding_type and body.encoding_format and body.embedding_type != body.encoding_format:
+            raise InputError("give encoding_format or embedding_type, not both")
+        kind = check_embedding_types("embedding_type", [body.embedding_type or body.encoding_format or "float"])[0]
+        refuse("late_chunking", body.late_chunking, (False,), "each input is embedded on its own")
+        refuse("normalized", body.normalized, (True,), "the vectors are unit vectors")
+        instruction = instruction_of("task", body.task, JINA_TASKS, body.instruction)
+        vectors, tokens = await embed(items, instruction, "dimensions", body.dimensions)
+        return await respond(lambda: {
+            "object": "list", "model": models.embedder_name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            "data": [{"object": "embedding", "index": i, "embedding": e}
+                     for i, e in enumerate(ENCODERS[kind](vectors))]}, vectors.size)
 
-        def render() -> bytes:
-            data = [{"object": "embedding", "index": i, "embedding": _encode_vector(v, encoding)}
-                    for i, v in enumerate(vectors)]
-            return json.dumps({"object": "list", "data": data, "model": models.embedder_name,
-                               "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}).encode()
-
-        # large answers are serialised off the event loop, small ones are not worth the hop
-        content = await run_in_threadpool(render) if vectors.size > OFFLOAD_FLOATS else render()
-        return Response(content, media_type="application/json")
+    @router.post("/v2/embed")
+    async def cohere_embed(body: CohereEmbedRequest, request: Request) -> Response:
+        given = [name for name in ("texts", "images", "inputs") if getattr(body, name) is not None]
+        if len(given) != 1:
+            raise InputError("give one of texts, images or inputs")
+        values = body.texts or [{"image": image} for image in body.images or []] or body.inputs
+        items = embedding_inputs(values, guard, config.max_items)
+        refuse("truncate", body.truncate, ("END",), "the model cuts a long input at its end (END)")
+        refuse("max_tokens", body.max_tokens, (), "the token limit is the server's")
+        instruction = instruction_of("input_type", body.input_type, COHERE_INPUT_TYPES, None)
+        kinds = check_embedding_types("embedding_types", body.embedding_types)
+        vectors, tokens = await embed(items, instruction, "output_dimension", body.output_dimension)
+        return await respond(lambda: {
+            "id": _request_id(request) or "", "response_type": "embeddings_by_type", "texts": body.texts or [],
+            "embeddings": {kind: ENCODERS[kind](vectors) for kind in kinds},
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": tokens}}}, vectors.size)
 
     @router.post("/v1/rerank")
     @router.post("/v2/rerank")  # the same route where Cohere's v2 client (cohere.ClientV2) posts
@@ -147,6 +187,7 @@ def model_router(config: ServerConfig, models: Models, metrics: Metrics, guard: 
         if models.reranker is None:
             raise APIError(503, "no reranker is loaded on this server (it was started with --no-reranker)",
                            "service_unavailable", "no_reranker")
+        refuse("max_tokens_per_doc", body.max_tokens_per_doc, (), "the token limit is the server's")
         if len(body.documents) > config.max_documents:
             raise InputError(f"{len(body.documents)} documents in one request, over the limit of "
                              f"{config.max_documents}")
@@ -154,12 +195,16 @@ def model_router(config: ServerConfig, models: Models, metrics: Metrics, guard: 
             query = to_item(body.query, guard)
         except VlsearchError as exc:
             raise in_context("query", exc) from None
-        documents = to_items(body.documents, guard, lambda i: f"document {i}")
+        given = body.documents if body.rank_fields is None else [
+            flattened_document(d, body.rank_fields, i) for i, d in enumerate(body.documents)]
+        documents = to_items(given, guard, lambda i: f"document {i}")
         scores, tokens = await models.rerank(query, documents, body.instruction)
+        return_documents = body.return_documents if body.return_documents is not None else \
+            (body.model or "").startswith("jina")
         results = []
         for i, score in ranking(scores, body.top_n or None):
             result: dict[str, Any] = {"index": i, "relevance_score": score}
-            if body.return_documents:
+            if return_documents:
                 doc = body.documents[i]
                 result["document"] = {"text": doc} if isinstance(doc, str) else doc
             results.append(result)
@@ -188,13 +233,6 @@ _STARTED = time.time()
 
 def _is_upload(path: str) -> bool:
     return path.startswith("/v1/collections/") and path.endswith("/ingest")
-
-
-def _encode_vector(vector: np.ndarray, encoding: str) -> Any:
-    """A vector as JSON floats, or as base64 of little-endian float32 (the OpenAI encoding)."""
-    if encoding == "base64":
-        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
-    return np.asarray(vector, dtype=np.float32).tolist()
 
 
 def _request_id(request: Request) -> str | None:

@@ -7,6 +7,8 @@ forms are those of ``vlsearch.wire`` (strings, content parts, objects).
 
 from __future__ import annotations
 
+import base64
+import re
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -46,6 +48,9 @@ class SourceGuard:
             if len(payload) * 3 // 4 > self.max_bytes:
                 raise MediaError(f"{describe(text)}: inline media larger than {self.max_bytes} bytes")
             return text
+        raw = raw_base64_image(text)
+        if raw is not None:  # Jina's form of an inline image
+            return self.check(raw)
         try:
             parts = urlsplit(text)
         except ValueError:
@@ -68,6 +73,27 @@ class SourceGuard:
         if len(frames) > self.max_frames:
             raise MediaError(f"{len(frames)} frames, over the limit of {self.max_frames}")
         return [self.check(f) for f in frames]
+
+
+#: the first bytes of the image formats a raw base64 image may be in
+IMAGE_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "png", b"\xff\xd8\xff": "jpeg", b"GIF87a": "gif", b"GIF89a": "gif",
+                    b"BM": "bmp", b"II*\x00": "tiff", b"MM\x00*": "tiff"}
+_BASE64 = re.compile(r"[A-Za-z0-9+/\s]+={0,2}")
+
+
+def raw_base64_image(text: str) -> str | None:
+    """A base64 image without the ``data:`` prefix (as Jina's API takes them) as a data URI; None for
+    anything else."""
+    if len(text) < 16 or not _BASE64.fullmatch(text):
+        return None
+    try:
+        head = base64.b64decode(text[:64], validate=False)
+    except ValueError:
+        return None
+    kind = next((k for sig, k in IMAGE_SIGNATURES.items() if head.startswith(sig)), None)
+    if kind is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        kind = "webp"
+    return None if kind is None else f"data:image/{kind};base64,{''.join(text.split())}"
 
 
 def to_items(values: list[Any], guard: SourceGuard, label: Callable[[int], str]) -> list[Item]:

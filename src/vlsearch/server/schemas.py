@@ -1,6 +1,7 @@
 """Request bodies (pydantic). Inputs with media are checked further in ``inputs``.
 
-Unknown fields are ignored, so clients written for OpenAI, Cohere or Jina work unchanged.
+Fields unknown here are ignored, so clients written for OpenAI, Cohere or Jina work unchanged; the
+fields of those APIs that would change an answer are honoured or refused by name (``peers``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class _Body(BaseModel):
 
 
 class EmbeddingRequest(_Body):
-    """OpenAI ``POST /v1/embeddings``, plus ``instruction``.
+    """OpenAI ``POST /v1/embeddings``, plus ``instruction``, and Jina's ``task`` and ``embedding_type``.
 
     ``input``: a string, a list of strings, or a list of inputs each of which is a string, a
     list of content parts, or an object (see ``inputs``).
@@ -47,17 +48,38 @@ class EmbeddingRequest(_Body):
     dimensions: int | None = Field(default=None, ge=1, le=1 << 16)
     instruction: str | None = None
     user: str | None = None
+    task: str | None = None  # Jina: retrieval.query, retrieval.passage ... (peers.JINA_TASKS)
+    embedding_type: str | None = None  # Jina: float, base64, binary, ubinary, int8
+    late_chunking: bool | None = None  # Jina: refused when true
+    normalized: bool | None = None  # Jina: the vectors are unit vectors; refused when false
 
 
 class RerankRequest(_Body):
-    """Cohere / Jina ``POST /v1/rerank``."""
+    """Cohere / Jina ``POST /v1/rerank``. ``return_documents``: by default true for a Jina model
+    (``model`` "jina-..."), as Jina's API, else false, as Cohere's; ``rank_fields``: Cohere v1's."""
 
     query: InputValue
     documents: list[InputValue] = Field(min_length=1)
     top_n: int | None = Field(default=None, ge=1, le=1_000_000)
-    return_documents: bool = False
+    return_documents: bool | None = None
+    rank_fields: list[str] | None = None
+    max_tokens_per_doc: int | None = None  # Cohere v2: refused, the token limit is the server's
     instruction: str | None = None
     model: str | None = None
+
+
+class CohereEmbedRequest(_Body):
+    """Cohere ``POST /v2/embed``: ``texts``, ``images`` (data URIs) or mixed ``inputs`` (``{"content": parts}``)."""
+
+    model: str | None = None
+    input_type: str | None = None  # peers.COHERE_INPUT_TYPES
+    texts: list[str] | None = None
+    images: list[str] | None = None
+    inputs: list[dict[str, Any]] | None = None
+    embedding_types: list[str] = Field(default_factory=lambda: ["float"])
+    output_dimension: int | None = Field(default=None, ge=1, le=1 << 16)
+    truncate: str | None = None  # the model cuts long inputs at their end: END; NONE and START are refused
+    max_tokens: int | None = None  # refused: the token limit is the server's
 
 
 class SearchRequest(_Body):
