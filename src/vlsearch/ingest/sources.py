@@ -20,14 +20,14 @@ import stat as stat_module
 import tempfile
 import threading
 from collections import OrderedDict
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from ..errors import MediaError, VlsearchError
 from ..media.images import MediaLimits, NamedFile
-from .archives import SEPARATOR, ArchiveLimits, archive_format, depth, list_members, open_member, split_member
+from .archives import SEPARATOR, Archive, ArchiveLimits, archive_format, depth, open_archive, split_member
 from .entries import Found, content_hash, hash_stream, kind_of
 from .objects import list_objects, object_digest, object_info, open_object, store_of
 
@@ -90,9 +90,7 @@ def open_source(source: str, limits: MediaLimits, archives: ArchiveLimits | None
     split = split_member(source)
     if split is not None:
         outer, member = split
-        fmt = archive_format(outer)
-        assert fmt is not None
-        with _seekable(outer, limits, archives) as stream, open_member(stream, fmt, outer, member, archives) as handle:
+        with _ARCHIVES.borrow(outer, limits, archives) as archive, archive.open(member) as handle:
             _check_size(source, handle.size, limits)
             yield handle  # type: ignore[misc]
         return
@@ -125,6 +123,62 @@ def _seekable(source: str, limits: MediaLimits, archives: ArchiveLimits) -> Iter
         with local_copy(source, limits, archives) as copy:
             with open(copy.data if isinstance(copy, NamedFile) else copy, "rb") as stream:  # type: ignore[arg-type]
                 yield stream
+
+
+class _OpenArchives:
+    """This process's last few open archives, so that reading the members of one, in order, reads it
+    once (see ``archives``). Each is lent to one reader at a time, and opened again when the file it
+    lies in (a local file or an object; for a nested archive, the outermost one) has changed."""
+
+    def __init__(self, keep: int = 2) -> None:
+        self.keep, self.lock = keep, threading.Lock()
+        self.items = OrderedDict[tuple[str, MediaLimits, ArchiveLimits], tuple[Any, Archive, ExitStack]]()
+
+    @contextmanager
+    def borrow(self, source: str, limits: MediaLimits, archives: ArchiveLimits) -> Iterator[Archive]:
+        key, version = (source, limits, archives), _version(source)
+        with self.lock:
+            held = self.items.pop(key, None)
+        if held is not None and held[0] != version:
+            held[2].close()
+            held = None
+        if held is None:
+            stack = ExitStack()
+            try:
+                stream = stack.enter_context(_seekable(source, limits, archives))
+                fmt = archive_format(source)
+                assert fmt is not None
+                held = (version, open_archive(stream, fmt, source, archives, _stream_size(stream)), stack)
+            except BaseException:
+                stack.close()
+                raise
+        try:
+            yield held[1]
+        finally:
+            with self.lock:
+                dropped = [old for old in [self.items.pop(key, None)] if old is not None]
+                self.items[key] = held
+                while len(self.items) > self.keep:
+                    dropped.append(self.items.popitem(last=False)[1])
+            for _, _, stack in dropped:
+                stack.close()
+
+
+_ARCHIVES = _OpenArchives()
+
+
+def _version(source: str) -> Any:
+    """What changes when the file an archive lies in changes: its identity, size and time (a local
+    file) or its size, time and tag (an object)."""
+    while (split := split_member(source)) is not None:
+        source = split[0]
+    if is_uri(source):
+        return object_info(source)
+    try:
+        info = os.stat(source)
+    except OSError as exc:
+        raise MediaError(f"{source!r}: cannot access ({exc.strerror or exc})") from None
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
 
 
 def _check_size(source: str, size: int, limits: MediaLimits) -> None:
@@ -261,17 +315,9 @@ def stat_source(source: str, limits: MediaLimits | None = None, archives: Archiv
     split = split_member(source)
     if split is not None:
         outer, member = split
-        archives = archives or ArchiveLimits()
-        fmt = archive_format(outer)
-        assert fmt is not None
-        with _seekable(outer, limits or MediaLimits(), archives) as stream:
-            listed, _ = list_members(stream, fmt, outer, archives, _stream_size(stream))
-        for found in listed:
-            if found.name == member:
-                if found.error:
-                    raise MediaError(f"{source!r}: {found.error}")
-                return Stat(found.size, found.mtime)
-        raise MediaError(f"{source!r}: no such member in the archive")
+        with _ARCHIVES.borrow(outer, limits or MediaLimits(), archives or ArchiveLimits()) as archive:
+            found = archive.member(member)
+        return Stat(found.size, found.mtime)
     if is_uri(source):
         info = object_info(source)
         return Stat(info.size, info.mtime, info.etag)
@@ -328,12 +374,9 @@ def members(archive: str, limits: MediaLimits, archives: ArchiveLimits, relative
         yield Found(archive, None, error=f"an archive nested {level} deep, over the cap of {archives.max_depth} "
                                          "(its members are not indexed)", relative=relative)
         return
-    fmt = archive_format(archive)
-    assert fmt is not None
     try:
-        with _seekable(archive, limits, archives) as stream:
-            size = _stream_size(stream)
-            listed, cap = list_members(stream, fmt, archive, archives, size)
+        with _ARCHIVES.borrow(archive, limits, archives) as opened:
+            listed, cap = opened.members()
     except VlsearchError as exc:
         yield Found(archive, None, error=_bare(str(exc), archive), relative=relative, folder=True)
         return
