@@ -41,7 +41,8 @@ def discover(paths: Sequence[str | Path], include: Sequence[str] = (), exclude: 
         include: glob patterns a file must match (any of them).
         exclude: glob patterns that drop a file or prune a directory.
         follow_symlinks: enter linked directories and read linked files; when ``False``
-            symbolic links met during the walk are skipped (roots are always followed).
+            symbolic links met during the walk are skipped, and a root that is a link or lies
+            below one fails (give it with its links resolved).
         archives: caps on archives (``ArchiveLimits()`` when omitted).
         limits: file-size caps of archives read through copies (``MediaLimits()`` when omitted).
 
@@ -89,12 +90,16 @@ class _Walker:
         if found.error is not None or not archive_format(found.source):
             yield found
             return
-        for member in members(found.source, self.limits, self.archives, found.relative):
+        for member in members(found.source, self.limits, self.archives, found.relative, self.follow):
             if member.error is not None or self.wanted(member.relative):
                 yield member
 
     def root(self, root: Path) -> Iterator[Found]:
         absolute = Path(os.path.abspath(root))
+        if not self.follow and os.path.realpath(absolute) != str(absolute):
+            yield Found(absolute, kind_of(absolute), error="a symbolic link lies on its path, and links are not "
+                                                           "followed here", relative=root.name or str(root))
+            return
         try:
             info = os.stat(absolute)
         except OSError as exc:

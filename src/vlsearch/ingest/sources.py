@@ -8,11 +8,18 @@ nested, ``a.zip!/inner.tar!/z.pdf``; see ``archives``). Discovery, the decoding 
 Decoders read local files: ``local_copy`` gives the path of a local source as it is, and for any
 other a private temporary copy (at most ``max_file_bytes``, checked while copying, removed when done;
 a failed copy leaves nothing behind). Each worker process keeps its last copies, so the parts of one
-big object (pages, video segments) do not download it again.
+big object (pages, video segments) do not download it again, and its last open archives, so that
+reading their members in order reads each archive once.
+
+With ``follow_links=False`` a local file (or the local archive a member lies in) is opened only if
+no component of its path is a symbolic link, checked as it is opened, one component at a time
+(``files.open_without_links``); decoders then read that very open file (``/proc/self/fd/N``), so
+a link swapped in after the check is never followed.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -26,6 +33,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 from ..errors import MediaError, VlsearchError
+from ..files import open_without_links
 from ..media.images import MediaLimits, NamedFile
 from .archives import SEPARATOR, Archive, ArchiveLimits, archive_format, depth, open_archive, split_member
 from .entries import Found, content_hash, hash_stream, kind_of
@@ -79,18 +87,19 @@ def list_uri(root: str) -> Iterator[Found]:
 
 @contextmanager
 def open_source(source: str, limits: MediaLimits, archives: ArchiveLimits | None = None,
-                digest: str | None = None) -> Iterator[BinaryIO]:
+                digest: str | None = None, follow_links: bool = True) -> Iterator[BinaryIO]:
     """A seekable reader of any source: a local file, an object (refused when ``digest``, the
     fingerprint recorded at listing, says it changed since), or an archive member.
 
     Raises:
-        MediaError: the source is missing, unreadable, over ``max_file_bytes``, or breaks an archive cap.
+        MediaError: the source is missing, unreadable, over ``max_file_bytes``, breaks an archive cap,
+            or (``follow_links=False``) has a symbolic link on its path.
     """
     archives = archives or ArchiveLimits()
     split = split_member(source)
     if split is not None:
         outer, member = split
-        with _ARCHIVES.borrow(outer, limits, archives) as archive, archive.open(member) as handle:
+        with _ARCHIVES.borrow(outer, limits, archives, follow_links) as archive, archive.open(member) as handle:
             _check_size(source, handle.size, limits)
             yield handle  # type: ignore[misc]
         return
@@ -99,28 +108,36 @@ def open_source(source: str, limits: MediaLimits, archives: ArchiveLimits | None
             _check_size(source, info.size, limits)
             yield handle  # type: ignore[misc]
         return
-    try:
-        handle = open(source, "rb")
-    except OSError as exc:
-        raise MediaError(f"{source!r}: cannot read ({exc.strerror or exc})") from None
-    with handle:
-        info = os.fstat(handle.fileno())
-        if not stat_module.S_ISREG(info.st_mode):
-            raise MediaError(f"{source!r}: not a regular file")
-        _check_size(source, info.st_size, limits)
+    with _open_local(source, follow_links) as handle:
+        _check_size(source, os.fstat(handle.fileno()).st_size, limits)
         yield handle
 
 
+def _open_local(source: str, follow_links: bool) -> BinaryIO:
+    """A local regular file, open; without links on its path unless ``follow_links``."""
+    try:
+        handle = open(source, "rb") if follow_links else os.fdopen(open_without_links(os.path.abspath(source)), "rb")
+    except OSError as exc:
+        if not follow_links and exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise MediaError(f"{source!r}: a symbolic link lies on its path, and links are not followed here") \
+                from None
+        raise MediaError(f"{source!r}: cannot read ({exc.strerror or exc})") from None
+    if not stat_module.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        handle.close()
+        raise MediaError(f"{source!r}: not a regular file")
+    return handle  # type: ignore[return-value]
+
+
 @contextmanager
-def _seekable(source: str, limits: MediaLimits, archives: ArchiveLimits) -> Iterator[BinaryIO]:
+def _seekable(source: str, limits: MediaLimits, archives: ArchiveLimits, follow_links: bool) -> Iterator[BinaryIO]:
     """An archive opened for random access: local files and objects directly, a member through a copy.
     An archive may be larger than one file (``max_file_bytes``), up to ``max_total_bytes``."""
     if split_member(source) is None:
         wide = replace(limits, max_file_bytes=max(limits.max_file_bytes, archives.max_total_bytes))
-        with open_source(source, wide, archives) as stream:
+        with open_source(source, wide, archives, follow_links=follow_links) as stream:
             yield stream
     else:
-        with local_copy(source, limits, archives) as copy:
+        with local_copy(source, limits, archives, follow_links=follow_links) as copy:
             with open(copy.data if isinstance(copy, NamedFile) else copy, "rb") as stream:  # type: ignore[arg-type]
                 yield stream
 
@@ -132,11 +149,12 @@ class _OpenArchives:
 
     def __init__(self, keep: int = 2) -> None:
         self.keep, self.lock = keep, threading.Lock()
-        self.items = OrderedDict[tuple[str, MediaLimits, ArchiveLimits], tuple[Any, Archive, ExitStack]]()
+        self.items = OrderedDict[tuple[str, MediaLimits, ArchiveLimits, bool], tuple[Any, Archive, ExitStack]]()
 
     @contextmanager
-    def borrow(self, source: str, limits: MediaLimits, archives: ArchiveLimits) -> Iterator[Archive]:
-        key, version = (source, limits, archives), _version(source)
+    def borrow(self, source: str, limits: MediaLimits, archives: ArchiveLimits,
+               follow_links: bool = True) -> Iterator[Archive]:
+        key, version = (source, limits, archives, follow_links), _version(source)
         with self.lock:
             held = self.items.pop(key, None)
         if held is not None and held[0] != version:
@@ -145,7 +163,7 @@ class _OpenArchives:
         if held is None:
             stack = ExitStack()
             try:
-                stream = stack.enter_context(_seekable(source, limits, archives))
+                stream = stack.enter_context(_seekable(source, limits, archives, follow_links))
                 fmt = archive_format(source)
                 assert fmt is not None
                 held = (version, open_archive(stream, fmt, source, archives, _stream_size(stream)), stack)
@@ -165,6 +183,7 @@ class _OpenArchives:
 
 
 _ARCHIVES = _OpenArchives()
+_FD_FOLDER = next((folder for folder in ("/proc/self/fd", "/dev/fd") if os.path.isdir(folder)), None)
 
 
 def _version(source: str) -> Any:
@@ -188,24 +207,29 @@ def _check_size(source: str, size: int, limits: MediaLimits) -> None:
 
 @contextmanager
 def local_copy(source: str, limits: MediaLimits, archives: ArchiveLimits | None = None,
-               digest: str | None = None) -> Iterator[str | NamedFile]:
-    """What a decoder can read: a local source as it is; any other as a private temporary copy,
-    named by the source in messages (``NamedFile``). With ``digest`` the copy must be of that content
-    (objects: their tag; members: their bytes), and it is kept for the next parts of the same file.
+               digest: str | None = None, follow_links: bool = True) -> Iterator[str | NamedFile]:
+    """What a decoder can read: a local source as it is (``follow_links=False``: the file opened
+    without links, as ``/proc/self/fd/N``); any other as a private temporary copy, named by the
+    source in messages (``NamedFile``). With ``digest`` the copy must be of that content (objects:
+    their tag; members: their bytes), and it is kept for the next parts of the same file.
 
     Example:
         >>> with local_copy("s3://bucket/a.pdf", MediaLimits()) as readable:
         ...     count = page_count(readable)
     """
     if is_local(source):
-        yield source
+        if follow_links:
+            yield source
+            return
+        with _open_local(source, follow_links) as handle:
+            yield NamedFile(Path(_FD_FOLDER, str(handle.fileno())), source) if _FD_FOLDER else source
         return
     if digest:
         cached = _COPIES.get(source, digest)
         if cached is not None:
             yield NamedFile(cached, source)
             return
-    path = _download(source, limits, archives, digest)
+    path = _download(source, limits, archives, digest, follow_links)
     try:
         yield NamedFile(path, source)
     finally:
@@ -215,7 +239,8 @@ def local_copy(source: str, limits: MediaLimits, archives: ArchiveLimits | None 
             path.unlink(missing_ok=True)
 
 
-def _download(source: str, limits: MediaLimits, archives: ArchiveLimits | None, digest: str | None) -> Path:
+def _download(source: str, limits: MediaLimits, archives: ArchiveLimits | None, digest: str | None,
+              follow_links: bool) -> Path:
     """A private copy of the source (its extension kept, for decoders that go by it); removed on failure."""
     name = source.rsplit("/", 1)[-1]
     suffix = "".join(Path(name).suffixes[-2:]) if archive_format(name) else Path(name).suffix
@@ -223,7 +248,7 @@ def _download(source: str, limits: MediaLimits, archives: ArchiveLimits | None, 
     path = Path(handle.name)
     try:
         with handle:
-            _copy_into(handle, source, limits, archives, digest)
+            _copy_into(handle, source, limits, archives, digest, follow_links)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -231,7 +256,7 @@ def _download(source: str, limits: MediaLimits, archives: ArchiveLimits | None, 
 
 
 def spool(source: str, limits: MediaLimits, archives: ArchiveLimits | None = None,
-          digest: str | None = None) -> BinaryIO:
+          digest: str | None = None, follow_links: bool = True) -> BinaryIO:
     """The bytes of a source in an anonymous temporary file (gone once closed), rewound; with ``digest``,
     only if the source still holds that content.
 
@@ -240,7 +265,7 @@ def spool(source: str, limits: MediaLimits, archives: ArchiveLimits | None = Non
     """
     handle = tempfile.TemporaryFile(prefix="vlsearch-")
     try:
-        _copy_into(handle, source, limits, archives, digest)
+        _copy_into(handle, source, limits, archives, digest, follow_links)
         handle.seek(0)
     except BaseException:
         handle.close()
@@ -249,10 +274,10 @@ def spool(source: str, limits: MediaLimits, archives: ArchiveLimits | None = Non
 
 
 def _copy_into(out: BinaryIO, source: str, limits: MediaLimits, archives: ArchiveLimits | None,
-               digest: str | None) -> None:
+               digest: str | None, follow_links: bool) -> None:
     """Copy a source's bytes into ``out``, within ``max_file_bytes``; with ``digest``, check the content
     (objects with a tag are checked by it before reading, the rest by hashing what was copied)."""
-    with open_source(source, limits, archives, digest) as stream:
+    with open_source(source, limits, archives, digest, follow_links) as stream:
         hasher = hashlib.sha256()
         written = 0
         while block := stream.read(_CHUNK):
@@ -328,7 +353,8 @@ def stat_source(source: str, limits: MediaLimits | None = None, archives: Archiv
     return Stat(info.st_size, info.st_mtime)
 
 
-def fingerprint(found: Found, limits: MediaLimits | None = None, archives: ArchiveLimits | None = None) -> str:
+def fingerprint(found: Found, limits: MediaLimits | None = None, archives: ArchiveLimits | None = None,
+                follow_links: bool = True) -> str:
     """The content fingerprint recorded for a source: the SHA-256 of its bytes, or for an object with a
     version tag, a digest of the tag (nothing downloaded).
 
@@ -340,7 +366,7 @@ def fingerprint(found: Found, limits: MediaLimits | None = None, archives: Archi
         return content_hash(source)
     if is_uri(source) and found.etag:
         return object_digest(found.etag)
-    with open_source(source, limits or MediaLimits(), archives) as stream:
+    with open_source(source, limits or MediaLimits(), archives, follow_links=follow_links) as stream:
         return hash_stream(stream, _CHUNK)
 
 
@@ -365,7 +391,8 @@ def changed_reason(source: str, digest: str | None, size: int | None = None, mti
 
 # -- archives --------------------------------------------------------------------------------------
 
-def members(archive: str, limits: MediaLimits, archives: ArchiveLimits, relative: str = "") -> Iterator[Found]:
+def members(archive: str, limits: MediaLimits, archives: ArchiveLimits, relative: str = "",
+            follow_links: bool = True) -> Iterator[Found]:
     """The members of an archive as ``Found`` entries (nested archives expanded up to ``max_depth``),
     each named ``archive!/member``; refused members carry their reason, and an archive over a cap
     yields a ``Found`` for itself with the reason after the members listed before it."""
@@ -375,7 +402,7 @@ def members(archive: str, limits: MediaLimits, archives: ArchiveLimits, relative
                                          "(its members are not indexed)", relative=relative)
         return
     try:
-        with _ARCHIVES.borrow(archive, limits, archives) as opened:
+        with _ARCHIVES.borrow(archive, limits, archives, follow_links) as opened:
             listed, cap = opened.members()
     except VlsearchError as exc:
         yield Found(archive, None, error=_bare(str(exc), archive), relative=relative, folder=True)
@@ -384,7 +411,7 @@ def members(archive: str, limits: MediaLimits, archives: ArchiveLimits, relative
         source = f"{archive}{SEPARATOR}{member.name}"
         inner = f"{relative}{SEPARATOR}{member.name}" if relative else member.name
         if member.error is None and archive_format(member.name):
-            yield from members(source, limits, archives, inner)
+            yield from members(source, limits, archives, inner, follow_links)
             continue
         yield Found(source, kind_of(member.name), member.size, member.mtime, member.error, inner)
     if cap:

@@ -19,8 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from ..catalog import Catalog, check_name
 from ..collection import Collection
 from ..errors import InputError, StoreError, VlsearchError
-from ..files import atomic_write
-from ..ingest.sources import is_local, spool
+from ..files import atomic_write, open_without_links
+from ..ingest.sources import is_local, spool, under
 from ..items import Item
 from ..watch import Changes, apply_changes
 from .config import ServerConfig, display_name
@@ -208,8 +208,8 @@ def submit_paths(collections: Collections, jobs: JobManager, name: str, body: In
 
 def _media_source(collections: Collections, name: str, item_id: str) -> tuple[BinaryIO, int, str]:
     """The source file of an item, open, with its size and media type: only if the collection
-    recorded the file as indexed, no link lies anywhere on its path, and the file opened is the one
-    indexed (same size and time). An object or archive member is read into a private temporary file,
+    recorded the file as indexed, it lies under a root the collection was indexed from, no link lies
+    anywhere on its path, and the file opened is the one indexed (same size and time). An object or archive member is read into a private temporary file,
     within the collection's caps, and served only if its content is the one indexed. The caller
     closes the file."""
     collection = collections.get(name)
@@ -226,12 +226,15 @@ def _media_source(collections: Collections, name: str, item_id: str) -> tuple[Bi
     entry = collection.file_state(record.source)
     if entry is None or entry.status != "done":
         raise missing
+    if not any(under(record.source, root) for root in collection.meta.get("roots", [])):
+        raise APIError(403, f"the source of item {item_id!r} lies outside the folders, buckets and archives the "
+                            f"collection was indexed from", "permission_error", "source_outside_roots")
     changed = APIError(404, f"the source of item {item_id!r} is missing or changed since it was indexed",
                        "not_found_error", "source_changed")
     if not is_local(record.source):  # an object or an archive member: a private copy, checked as it is read
         options = collection.extract_options()
         try:
-            copy = spool(record.source, options.limits, options.archives, entry.content_hash)
+            copy = spool(record.source, options.limits, options.archives, entry.content_hash, follow_links=False)
         except VlsearchError:
             raise changed from None
         return copy, os.fstat(copy.fileno()).st_size, media_type
@@ -245,27 +248,6 @@ def _media_source(collections: Collections, name: str, item_id: str) -> tuple[Bi
         handle.close()
         raise changed
     return handle, stat.st_size, media_type
-
-
-def open_without_links(path: str) -> int:
-    """A read-only descriptor on ``path`` (absolute), opened one component at a time, each with
-    ``O_NOFOLLOW``: a link anywhere on the path, also one swapped in meanwhile, makes it fail."""
-    parts = Path(path).parts
-    if not Path(path).is_absolute() or len(parts) < 2:
-        raise FileNotFoundError(path)
-    if os.open not in os.supports_dir_fd:  # no openat: resolve and compare instead (races remain)
-        if os.path.realpath(path) != os.path.normpath(path):
-            raise FileNotFoundError(path)
-        return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    directory = os.open(parts[0], os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for part in parts[1:-1]:
-            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
-            os.close(directory)
-            directory = inner
-        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0), dir_fd=directory)
-    finally:
-        os.close(directory)
 
 
 def _file_response(handle: BinaryIO, size: int, media_type: str, range_header: str | None) -> Response:
