@@ -196,6 +196,31 @@ def test_flipping_the_file_and_a_link_never_serves_the_link_target(server, http,
     assert http.get(url).content == original  # the file back in place is served again
 
 
+def test_a_source_outside_the_collection_roots_is_not_served(server, http, config, files, tmp_path, embedder_path):
+    """A collection indexed by the library, following a link out of its folder: the file it reached is
+    searchable, but the media route serves only what lies under the roots it was indexed from."""
+    from vlsearch.catalog import Catalog
+    from vlsearch.collection import Collection
+
+    folder, outside = tmp_path / "linking", tmp_path / "elsewhere"
+    folder.mkdir()
+    outside.mkdir()
+    (folder / "inside.png").write_bytes(png_bytes(64, 48, seed=5))
+    (outside / "secret.png").write_bytes(png_bytes(64, 48, seed=6))
+    (folder / "link.png").symlink_to(outside / "secret.png")
+    collection = Collection("linked", catalog=Catalog(config.resolved_home()), model=str(embedder_path))
+    collection.add([folder], workers=0)  # follow_symlinks=True: the link's target is indexed
+
+    def media(name: str):
+        found = http.post("/v1/collections/linked/search", json={
+            "query": "x", "rerank": False, "where": f"source LIKE '%{name}'"}).json()["results"]
+        return http.get(f"/v1/collections/linked/items/{found[0]['id']}/media")
+
+    assert media("inside.png").content == (folder / "inside.png").read_bytes()
+    assert_clean_error(media("secret.png"), 403, "outside the folders")
+    assert collection.info()["roots"] == [str(folder.resolve())]
+
+
 def test_a_range_header_with_thousands_of_digits(http):
     url = _media_url(http, "image")
     response = http.get(url, headers={"range": "bytes=" + "9" * 5000 + "-"})
