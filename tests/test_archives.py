@@ -16,7 +16,7 @@ from source_helpers import overlapping_zip, tar_bytes, zip_bytes
 from vlsearch.collection import Collection
 from vlsearch.ingest import ArchiveLimits, ExtractOptions, discover, extract_all, fingerprint
 from vlsearch.errors import MediaError
-from vlsearch.ingest.sources import changed_reason, local_copy, open_source
+from vlsearch.ingest.sources import changed_reason, local_copy, open_source, under
 from vlsearch.media.images import MediaLimits, NamedFile
 from vlsearch.testing import gradient_image
 
@@ -233,3 +233,25 @@ def test_a_duplicated_name_reads_the_entry_the_caps_were_checked_on(tmp_path, su
                                                                   (f"dup.{suffix}!/a.txt", 1)]
         with open_source(f"{path}!/dup.txt", MediaLimits(), limits) as stream:
             assert stream.read() == b"small and checked"
+
+
+# -- the separator in plain names ---------------------------------------------------------------------
+
+def test_a_folder_named_like_an_archive_with_the_separator_is_not_read_as_its_members(home, tmp_path,
+                                                                                      embedder_path):
+    root = tmp_path / "d"
+    (root / "a.zip!").mkdir(parents=True)
+    (root / "a.zip").write_bytes(zip_bytes({"x.txt": b"x the archived member about owls"}))
+    (root / "a.zip!" / "x.txt").write_text("x a plain file in a folder named a.zip! about herons")
+    (root / "a.zip!" / "y.txt").write_text("x another plain file about herons")
+    found = [(f.relative, f.error) for f in discover([root])]
+    assert found[0] == ("a.zip!/x.txt", None)  # the member; the plain file of its name is left out
+    (relative, error), = found[1:]
+    assert relative == "a.zip!/y.txt" and "'!/' after 'a.zip'" in error
+    c = Collection("plain", model=str(embedder_path))
+    c.add([root], options=OPTIONS, workers=0)
+    texts = [r.text for r in c.search("herons owls", mode="lexical", rerank=False)]
+    assert texts == ["x the archived member about owls"]  # the folder's files are never read as members
+    # a folder named a.zip! going away is not the archive a.zip going away
+    assert not under(f"{root}/a.zip!/x.txt", f"{root}/a.zip!") and under(f"{root}/a.zip!/x.txt", str(root))
+    assert c.forget_under([root / "a.zip!"]) == 0 and c.info()["files"] == 1

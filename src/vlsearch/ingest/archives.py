@@ -30,7 +30,7 @@ from typing import Any, BinaryIO, Iterator, Literal
 from ..errors import InputError, MediaError
 
 __all__ = ["Archive", "ArchiveLimits", "Member", "SEPARATOR", "archive_format", "open_archive", "split_member",
-           "depth"]
+           "depth", "outermost"]
 
 Format = Literal["zip", "tar"]
 SEPARATOR = "!/"  # archive source + SEPARATOR + member name
@@ -436,3 +436,10 @@ def depth(source: str) -> int:
     while (split := split_member(source)) is not None:
         source, levels = split[0], levels + 1
     return levels
+
+
+def outermost(source: str) -> str:
+    """The file or object a source lies in: itself, or for an archive member its outermost archive."""
+    while (split := split_member(source)) is not None:
+        source = split[0]
+    return source

@@ -11,13 +11,14 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..media.images import MediaLimits
 from .archives import ArchiveLimits, archive_format
 from .entries import EXTENSIONS, Found, Kind, content_hash, kind_of, matches
-from .sources import is_uri, list_uri, members
+from .sources import is_uri, list_uri, members, plain_name_error
 
 __all__ = ["Kind", "Found", "EXTENSIONS", "kind_of", "matches", "discover", "content_hash"]
 
@@ -86,11 +87,15 @@ class _Walker:
                 yield from self.expand(found)
 
     def expand(self, found: Found) -> Iterator[Found]:
-        """A file as it is, or the members of an archive that pass the filters."""
+        """A file as it is, or the members of an archive that pass the filters; a file whose name
+        would read as an archive member is refused."""
+        if found.error is None and (refused := plain_name_error(str(found.source))):
+            found = replace(found, error=refused)
         if found.error is not None or not archive_format(found.source):
             yield found
             return
         for member in members(found.source, self.limits, self.archives, found.relative, self.follow):
+            self.seen_files.add(member.source)  # a plain file of the same name (a folder "a.zip!") is left out
             if member.error is not None or self.wanted(member.relative):
                 yield member
 

@@ -35,11 +35,12 @@ from typing import Any, BinaryIO, Iterator
 from ..errors import MediaError, VlsearchError
 from ..files import open_without_links
 from ..media.images import MediaLimits, NamedFile
-from .archives import SEPARATOR, Archive, ArchiveLimits, archive_format, depth, open_archive, split_member
+from .archives import (SEPARATOR, Archive, ArchiveLimits, archive_format, depth, open_archive, outermost,
+                       split_member)
 from .entries import Found, content_hash, hash_stream, kind_of
 from .objects import list_objects, object_digest, object_info, open_object, store_of
 
-__all__ = ["Stat", "is_local", "is_uri", "under", "local_copy", "open_source", "spool", "stat_source", "fingerprint",
+__all__ = ["Stat", "is_local", "is_uri", "under", "plain_name_error", "local_copy", "open_source", "spool", "stat_source", "fingerprint",
            "changed_reason", "members", "list_uri", "CHANGED"]
 
 CHANGED = "source changed or missing since indexing"
@@ -66,16 +67,33 @@ def is_local(source: str) -> bool:
 
 
 def under(source: str, root: str) -> bool:
-    """Whether ``source`` is ``root``, lies below the folder or prefix ``root``, or in the archive ``root``.
+    """Whether ``source`` is ``root``, lies below the folder or prefix ``root``, or in the archive ``root``
+    (an archive member lies below a folder only if its archive does: the members of ``a.zip`` are
+    not below a folder named ``a.zip!``).
 
     Example:
         >>> under("s3://b/docs/a.pdf", "s3://b/docs"), under("/d/a.zip!/x.pdf", "/d/a.zip")
         (True, True)
+        >>> under("/d/a.zip!/x.pdf", "/d/a.zip!")
+        False
     """
     if source == root or source.startswith(root + SEPARATOR):
         return True
     separator = "/" if is_uri(root) else os.sep
-    return source.startswith(root.rstrip(separator) + separator)
+    if not source.startswith(root.rstrip(separator) + separator):
+        return False
+    archive = outermost(source)
+    return archive == source or under(archive, root)
+
+
+def plain_name_error(source: str) -> str | None:
+    """Why a local file or object may not be a source: its name holds the member separator after an
+    archive's name (a folder ``a.zip!`` or a key ``a.zip!/x``), so it would read as a member of ``a.zip``."""
+    split = split_member(source)
+    if split is None:
+        return None
+    return (f"its name holds {SEPARATOR!r} after {split[0].rsplit('/', 1)[-1]!r}, which names a member of an "
+            "archive: rename it to index it")
 
 
 def list_uri(root: str) -> Iterator[Found]:
@@ -189,8 +207,7 @@ _FD_FOLDER = next((folder for folder in ("/proc/self/fd", "/dev/fd") if os.path.
 def _version(source: str) -> Any:
     """What changes when the file an archive lies in changes: its identity, size and time (a local
     file) or its size, time and tag (an object)."""
-    while (split := split_member(source)) is not None:
-        source = split[0]
+    source = outermost(source)
     if is_uri(source):
         return object_info(source)
     try:
