@@ -12,7 +12,7 @@ paths and ``..`` are refused). Zip members whose bytes overlap in the file (the 
 bomb) make the archive unreadable. A member over a cap is refused alone with the reason; a cap on
 the whole archive (members, total size, ratio) stops the listing there and fails the archive with
 the reason, while the members listed before it are still indexed. A name listed twice is read as
-its first, checked entry (later ones are refused). Extraction checks again: a member that inflates
+its first, checked entry (later ones are not listed, nor ever read). Extraction checks again: a member that inflates
 past the size its header gave is cut off and fails.
 """
 
@@ -130,8 +130,8 @@ class Archive:
     def members(self) -> tuple[list[Member], str | None]:
         """The file members, in order, and the archive's own error (``None`` if none).
 
-        Members refused alone (unsafe name, link or special file, ratio, a name listed before) come
-        with an ``error``; a cap on the whole archive ends the list and is the archive's error.
+        Members refused alone (unsafe name, link or special file, ratio, encryption) come with an
+        ``error``; a cap on the whole archive ends the list and is the archive's error.
 
         Raises:
             MediaError: the archive cannot be read.
@@ -192,11 +192,8 @@ class Archive:
         if entry is None:
             self.done = True
             return False
-        if entry.name in self._first:
-            entry = Member(entry.name, entry.size, entry.mtime,
-                           "the same name as an earlier member (only the first one is read)")
-        if entry.size >= 0:  # directories (size -1) are counted, not listed
-            self._first.setdefault(entry.name, entry)
+        if entry.size >= 0 and entry.name not in self._first:  # directories and later duplicates: not listed
+            self._first[entry.name] = entry
             self.listed.append(entry)
         return True
 
@@ -395,7 +392,7 @@ class _Tar(Archive):
     def _open(self, member: str) -> Iterator[BinaryIO]:
         handle = self.archive.extractfile(self._infos[member])
         if handle is None:
-            raise MediaError(f"{self.name}{SEPARATOR}{member!r}: a link or special file, not a regular file")
+            raise MediaError(f"{self.name + SEPARATOR + member!r}: a link or special file, not a regular file")
         with handle:
             yield handle
 

@@ -46,7 +46,7 @@ class Collections:
     def __init__(self, config: ServerConfig, models: Models) -> None:
         self.config, self.models = config, models
         self.catalog = Catalog(config.resolved_home(), names_only=True)
-        self.uploads = config.resolved_data_dir() / "uploads"
+        self.uploads = Path(os.path.realpath(config.resolved_data_dir() / "uploads"))  # ingested link-free
         self.roots = config.resolved_roots()
         self.embedder = BatchedEmbedder(models)
         self.ingest_embedder = BatchedEmbedder(models, background=True)
