@@ -40,8 +40,8 @@ from .archives import (SEPARATOR, Archive, ArchiveLimits, archive_format, depth,
 from .entries import Found, content_hash, hash_stream, kind_of
 from .objects import list_objects, object_digest, object_info, open_object, store_of
 
-__all__ = ["Stat", "is_local", "is_uri", "under", "plain_name_error", "local_copy", "open_source", "spool", "stat_source", "fingerprint",
-           "changed_reason", "members", "list_uri", "CHANGED"]
+__all__ = ["Stat", "is_local", "is_uri", "under", "plain_name_error", "local_copy", "open_source", "spool",
+           "stat_source", "fingerprint", "changed_reason", "members", "list_uri", "CHANGED"]
 
 CHANGED = "source changed or missing since indexing"
 _CHUNK = 1 << 20

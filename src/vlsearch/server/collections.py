@@ -119,6 +119,16 @@ class Collections:
             raise InputError(f"{given!r}: no such file or directory")
         return str(real)
 
+    def served_roots(self, collection: Collection) -> list[str]:
+        """Where the media route may serve a collection's sources from: the roots it recorded, or for a
+        collection indexed before they were recorded, what this server ingests (allowed roots,
+        uploads, watched folders)."""
+        recorded = collection.meta.get("roots")
+        if recorded is not None:
+            return list(recorded)
+        watched = [os.path.realpath(os.path.expanduser(p)) for p in self.config.watch_paths]
+        return [str(r) for r in (*self.roots, self.uploads)] + watched
+
     def ingest(self, job: Job, on_progress: Callable[[int, int, int], None]) -> Any:
         collection = self.open(job.collection, create=True, background=True)
         try:
@@ -209,9 +219,9 @@ def submit_paths(collections: Collections, jobs: JobManager, name: str, body: In
 def _media_source(collections: Collections, name: str, item_id: str) -> tuple[BinaryIO, int, str]:
     """The source file of an item, open, with its size and media type: only if the collection
     recorded the file as indexed, it lies under a root the collection was indexed from, no link lies
-    anywhere on its path, and the file opened is the one indexed (same size and time). An object or archive member is read into a private temporary file,
-    within the collection's caps, and served only if its content is the one indexed. The caller
-    closes the file."""
+    anywhere on its path, and the file opened is the one indexed (same size and time). An object or
+    archive member is read into a private temporary file, within the collection's caps, and served
+    only if its content is the one indexed. The caller closes the file."""
     collection = collections.get(name)
     missing = APIError(404, f"no item {item_id!r} in collection {name!r}", "not_found_error", "item_not_found")
     if not _ITEM_ID.match(item_id):
@@ -226,7 +236,7 @@ def _media_source(collections: Collections, name: str, item_id: str) -> tuple[Bi
     entry = collection.file_state(record.source)
     if entry is None or entry.status != "done":
         raise missing
-    if not any(under(record.source, root) for root in collection.meta.get("roots", [])):
+    if not any(under(record.source, root) for root in collections.served_roots(collection)):
         raise APIError(403, f"the source of item {item_id!r} lies outside the folders, buckets and archives the "
                             f"collection was indexed from", "permission_error", "source_outside_roots")
     changed = APIError(404, f"the source of item {item_id!r} is missing or changed since it was indexed",
