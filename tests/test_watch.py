@@ -19,7 +19,7 @@ import pytest
 from vlsearch.collection import Collection
 from dataclasses import replace
 
-from source_helpers import zip_bytes
+from source_helpers import write_docx, zip_bytes
 from vlsearch.ingest import ExtractOptions, discover, extract_all, fingerprint
 from vlsearch.watch import Changes, Watcher, apply_changes
 
@@ -170,6 +170,18 @@ def test_a_file_swapped_for_a_link_after_listing_is_not_read(tmp_path):
     assert [r.ok for r in results] == [False, False]
     assert all("symbolic link" in r.error for r in results), [r.error for r in results]
     assert next(extract_all(tasks[:1], OPTIONS, workers=0)).ok  # followed when links are
+
+
+@pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice is not installed")
+def test_decoders_read_the_file_opened_without_links_also_libreoffice(tmp_path):
+    """Link-free reading hands decoders the open file itself; LibreOffice, a child process, opens it too."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    write_docx(folder / "memo.docx", ["A memo about puffins", "Second page"])
+    (found,) = discover([folder], follow_symlinks=False)
+    (result,) = extract_all([(found, fingerprint(found))], replace(OPTIONS, follow_links=False), workers=0)
+    assert result.ok, result.error
+    assert [p.page for p in result.pieces] == [1, 2] and "puffins" in result.pieces[0].text
 
 
 def test_vlsearch_watch_command(home, tmp_path, embedder_path):

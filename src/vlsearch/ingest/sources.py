@@ -13,7 +13,7 @@ reading their members in order reads each archive once.
 
 With ``follow_links=False`` a local file (or the local archive a member lies in) is opened only if
 no component of its path is a symbolic link, checked as it is opened, one component at a time
-(``files.open_without_links``); decoders then read that very open file (``/proc/self/fd/N``), so
+(``files.open_without_links``); decoders then read that very open file (``/proc/PID/fd/N``), so
 a link swapped in after the check is never followed.
 """
 
@@ -201,7 +201,6 @@ class _OpenArchives:
 
 
 _ARCHIVES = _OpenArchives()
-_FD_FOLDER = next((folder for folder in ("/proc/self/fd", "/dev/fd") if os.path.isdir(folder)), None)
 
 
 def _version(source: str) -> Any:
@@ -217,6 +216,13 @@ def _version(source: str) -> Any:
     return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
 
 
+def _descriptor_path(fd: int) -> str | None:
+    """A path that opens the file behind ``fd`` again, also in a child process such as LibreOffice
+    (Linux: ``/proc/PID/fd/N``); None where there is none."""
+    folder = f"/proc/{os.getpid()}/fd"
+    return f"{folder}/{fd}" if os.path.isdir(folder) else None
+
+
 def _check_size(source: str, size: int, limits: MediaLimits) -> None:
     if size > limits.max_file_bytes:
         raise MediaError(f"{source!r}: {size} bytes, larger than {limits.max_file_bytes}")
@@ -226,7 +232,7 @@ def _check_size(source: str, size: int, limits: MediaLimits) -> None:
 def local_copy(source: str, limits: MediaLimits, archives: ArchiveLimits | None = None,
                digest: str | None = None, follow_links: bool = True) -> Iterator[str | NamedFile]:
     """What a decoder can read: a local source as it is (``follow_links=False``: the file opened
-    without links, as ``/proc/self/fd/N``); any other as a private temporary copy, named by the
+    without links, as ``/proc/PID/fd/N``); any other as a private temporary copy, named by the
     source in messages (``NamedFile``). With ``digest`` the copy must be of that content (objects:
     their tag; members: their bytes), and it is kept for the next parts of the same file.
 
@@ -239,7 +245,8 @@ def local_copy(source: str, limits: MediaLimits, archives: ArchiveLimits | None 
             yield source
             return
         with _open_local(source, follow_links) as handle:
-            yield NamedFile(Path(_FD_FOLDER, str(handle.fileno())), source) if _FD_FOLDER else source
+            opened = _descriptor_path(handle.fileno())
+            yield NamedFile(Path(opened), source) if opened else source
         return
     if digest:
         cached = _COPIES.get(source, digest)
