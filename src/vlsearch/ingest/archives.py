@@ -257,40 +257,41 @@ class _Zip(Archive):
     def __init__(self, stream: BinaryIO, name: str, limits: ArchiveLimits, archive_bytes: int) -> None:
         super().__init__(name, limits, archive_bytes)
         self.stream = stream
-        self._declared, self._start, self._end, self._shift = self._directory(archive_bytes)
-        self._at, self._read = self._start, 0
+        self._start, self._end, self._shift = self._directory(archive_bytes)
+        self._at = self._start
         self._entries: dict[str, _ZipEntry] = {}  # first entry of each name
         self._ranges: list[tuple[int, int, str]] = []  # (start, end, name) of each listed entry's bytes
         self._bounds: dict[int, int] = {}  # an entry's offset -> where the next entry (or the directory) starts
         self.members()  # the directory is small next to the data: read it all (to the caps) before any member
         self._check_overlaps()
 
-    def _directory(self, size: int) -> tuple[int, int, int, int]:
-        """(entries, start, end, shift) of the central directory; ``shift``: bytes prepended to the zip."""
+    def _directory(self, size: int) -> tuple[int, int, int]:
+        """(start, end, shift) of the central directory; ``shift``: bytes prepended to the zip. Its
+        entries are read until its end (the count the end record gives may have wrapped)."""
         tail = min(size, _END.size + 0xFFFF)
         self.stream.seek(size - tail)
         data = self.stream.read(tail)
         at = data.rfind(b"PK\x05\x06")
         if at < 0 or at + _END.size > len(data):
             raise zipfile.BadZipFile("no end of central directory record")
-        _, _, _, _, entries, length, offset, _ = _END.unpack_from(data, at)
+        _, _, _, _, _, length, offset, _ = _END.unpack_from(data, at)
         end = size - tail + at
         if at >= 20 + _END64.size and data[at - 20:at - 16] == b"PK\x06\x07":
             record = _END64.unpack_from(data, at - 20 - _END64.size)
             if record[0] != b"PK\x06\x06":
                 raise zipfile.BadZipFile("bad zip64 end of central directory record")
-            entries, length, offset = record[7], record[8], record[9]
+            length, offset = record[8], record[9]
             end = size - tail + at - 20 - _END64.size
         shift = end - length - offset
         if shift < 0:
             raise zipfile.BadZipFile("the central directory lies outside the file")
-        return entries, offset + shift, end, shift
+        return offset + shift, end, shift
 
     def _consumed(self) -> int:
         return self.archive_bytes
 
     def _next(self) -> Member | None:
-        if self._read >= self._declared or self._at + _CENTRAL.size > self._end:
+        if self._at + _CENTRAL.size > self._end:
             return None
         self.stream.seek(self._at)
         header = _CENTRAL.unpack(self.stream.read(_CENTRAL.size))
@@ -301,7 +302,6 @@ class _Zip(Archive):
         raw = self.stream.read(name_len + extra_len)
         raw_name, extra = raw[:name_len], raw[name_len:]
         self._at += _CENTRAL.size + name_len + extra_len + comment_len
-        self._read += 1
         size, packed, offset = _zip64(extra, size, packed, offset)
         name = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
         offset += self._shift
