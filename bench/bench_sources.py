@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Sources beyond the local disk: objects/s from an S3-protocol server, and Office pages/s per core.
+"""Sources beyond the local disk: objects/s from an S3-protocol server, Office pages/s per core, and
+the cost of archive members as archives grow.
 
 Buckets: the same corpus (small text notes and PNG pictures) is written to a local folder and to a
 bucket of moto's S3 server on loopback (a process of its own); both are listed (``discover``, best of 3), indexed into fresh collections
@@ -11,8 +12,13 @@ extracted (LibreOffice to PDF, then pages rendered with their text layer) with 1
 processes; the baseline, in the same run, is the same pages given as the PDFs LibreOffice made
 (rendering only). Pages/s per core = pages/s divided by the processes used.
 
+Archives: a zip and a tar.gz of N small text members each (N = 100 and ``--archive-members``) are
+listed (``discover``) and their first ``--sample`` members read in order (``fingerprint``, what
+indexing does for each member first): ms per member should not grow with N.
+
 Example (CPU):
     python bench/bench_sources.py --objects 200 --documents 12
+    python bench/bench_sources.py --only archives --archive-members 100000
 """
 
 from __future__ import annotations
@@ -163,6 +169,23 @@ def office(args: argparse.Namespace, work: Path) -> None:
         print(f"{name:<15} {workers:>5} {pages:>6} {rate:>8.2f} {rate / workers:>9.2f} {rate / base:>6.2f}x")
 
 
+def archives(args: argparse.Namespace, work: Path) -> None:
+    from source_helpers import tar_bytes, zip_bytes
+
+    print(f"\narchives: small text members, the first {args.sample} read in order")
+    print(f"{'archive':<12} {'members':>8} {'MiB':>6} {'list s':>7} {'ms/member':>10}")
+    for count in sorted({100, args.archive_members}):
+        data = {f"m/{i:06}.txt": f"Member {i} about owls and archives. ".encode() * 4 for i in range(count)}
+        for name, write in (("zip", zip_bytes), ("tar.gz", tar_bytes)):
+            path = work / f"members-{count}.{name}"
+            path.write_bytes(write(data))
+            listed_s, found = timed(lambda: [f for f in discover([path]) if f.ok])
+            sample = found[:args.sample]
+            read_s, _ = timed(lambda: [fingerprint(f) for f in sample])
+            print(f"{name:<12} {count:>8} {path.stat().st_size / 2 ** 20:>6.1f} {listed_s:>7.2f} "
+                  f"{1000 * read_s / len(sample):>10.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=200, help="files in the bucket corpus (default 200)")
@@ -170,16 +193,21 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each bucket variant, best kept (default 2)")
     parser.add_argument("--max-pixels", type=int, default=1843200, help="page pixel budget (default 1843200)")
-    parser.add_argument("--only", choices=["buckets", "office"], help="run one part")
+    parser.add_argument("--archive-members", type=int, default=20000, help="members of the big archives "
+                        "(default 20000)")
+    parser.add_argument("--sample", type=int, default=50, help="archive members read (default 50)")
+    parser.add_argument("--only", choices=["buckets", "office", "archives"], help="run one part")
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}")
     with tempfile.TemporaryDirectory(prefix="vlsearch-bench-") as tmp:
         work = Path(tmp)
-        if args.only != "office":
+        if args.only in (None, "buckets"):
             buckets(args, work, build_checkpoint(work / "tiny", seed=0, tie_word_embeddings=True))
-        if args.only != "buckets":
+        if args.only in (None, "office"):
             office(args, work)
+        if args.only in (None, "archives"):
+            archives(args, work)
 
 
 if __name__ == "__main__":

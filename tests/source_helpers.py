@@ -11,10 +11,12 @@ import logging
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import tarfile
 import threading
 import zipfile
+import zlib
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -173,6 +175,32 @@ def tar_bytes(members: dict[str, bytes], mode: str = "w:gz", links: dict[str, st
             info.type, info.linkname = tarfile.SYMTYPE, target
             archive.addfile(info)
     return buffer.getvalue()
+
+
+def overlapping_zip(files: int, kernel_size: int) -> bytes:
+    """A non-recursive zip bomb, after David Fifield's published description: every member's deflate
+    data runs through the local headers of the members after it (each quoted in a stored block) into
+    one shared compressed kernel of ``kernel_size`` zeros, so ``files`` names share the same bytes."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    zeros = b"\0" * kernel_size
+    data, plain = packer.compress(zeros) + packer.flush(), b""  # what follows a header; its inflated prefix
+    headers: list[tuple[bytes, int, int, int]] = []  # (local header, crc, packed, size), last file first
+    for index in reversed(range(files)):
+        name = f"{index:04}.txt".encode()
+        size, crc = len(plain) + kernel_size, zlib.crc32(zeros, zlib.crc32(plain))
+        header = struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 0, 8, 0, 0x21, crc, len(data), size, len(name), 0) + name
+        headers.append((header, crc, len(data), size))
+        quote = b"\x00" + struct.pack("<HH", len(header), len(header) ^ 0xFFFF)  # a stored, non-final block
+        data, plain = quote + header + data, header + plain
+    headers.reverse()
+    body = headers[0][0] + data[5 + len(headers[0][0]):]  # the first header is not quoted by anyone
+    central, offset = b"", 0
+    for header, crc, packed, size in headers:
+        name = header[30:]
+        central += struct.pack("<4s6H3I5H2I", b"PK\x01\x02", 20, 20, 0, 8, 0, 0x21, crc, packed, size, len(name),
+                               0, 0, 0, 0, 0, offset) + name
+        offset += len(header) + 5
+    return body + central + struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, files, files, len(central), len(body), 0)
 
 
 # -- Office documents ----------------------------------------------------------------------------

@@ -3,16 +3,20 @@ extraction: member count, total size, compression ratio, nesting depth, path tra
 
 from __future__ import annotations
 
+import io
+import os
+import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from ingest_files import write_text_pdf
-from source_helpers import tar_bytes, zip_bytes
+from source_helpers import overlapping_zip, tar_bytes, zip_bytes
 from vlsearch.collection import Collection
 from vlsearch.ingest import ArchiveLimits, ExtractOptions, discover, extract_all, fingerprint
-from vlsearch.ingest.sources import changed_reason, local_copy, open_source
+from vlsearch.errors import MediaError
+from vlsearch.ingest.sources import changed_reason, local_copy, open_source, under
 from vlsearch.media.images import MediaLimits, NamedFile
 from vlsearch.testing import gradient_image
 
@@ -144,3 +148,110 @@ def test_collection_indexes_members_reranks_them_and_prunes_a_deleted_archive(ho
     assert pruned.pruned == 4 + 4 + 1
     assert not [s for s in c.store.files() if "docs.zip" in s]
     assert c.forget_under([folder / "texts.tar.gz"]) == 3 and not c.store.files()
+
+
+# -- costs: linear in the archive, whatever its member count ---------------------------------------
+
+def bytes_read() -> int:
+    """Bytes this process has read from files so far (Linux: ``rchar`` of /proc/self/io)."""
+    with open("/proc/self/io") as stats:
+        return next(int(line.split()[1]) for line in stats if line.startswith("rchar:"))
+
+
+linux_only = pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs /proc/self/io")
+
+
+@linux_only
+@pytest.mark.parametrize("name, members", [("many.zip", 2000), ("many.tar.gz", 300)])
+def test_reading_every_member_in_order_reads_the_archive_about_once(tmp_path, name, members):
+    data = {f"m/{i:05}.txt": os.urandom(300).hex().encode() for i in range(members)}
+    path = tmp_path / name
+    path.write_bytes(zip_bytes(data) if name.endswith(".zip") else tar_bytes(data))
+    before = bytes_read()
+    for member, content in data.items():  # what fingerprinting the listed members does, one after the other
+        with open_source(f"{path}{'!/'}{member}", MediaLimits()) as stream:
+            assert stream.read() == content
+    # before: the whole directory (zip) or the whole stream up to the member (tar) was read for each member
+    assert bytes_read() - before < 3 * path.stat().st_size + (1 << 20)
+
+
+@linux_only
+def test_listing_reads_no_more_directory_entries_than_the_cap(tmp_path):
+    path = tmp_path / "wide.zip"
+    path.write_bytes(zip_bytes({f"{i:06}.txt": b"x" for i in range(8000)}, zipfile.ZIP_STORED))
+    before = bytes_read()
+    listed = list(discover([path], archives=ArchiveLimits(max_members=10)))
+    assert bytes_read() - before < 128 << 10  # the end records and ten entries, not 8000 (~470 KiB)
+    assert len([f for f in listed if f.ok]) == 10 and "cap of 10" in listed[-1].error
+
+
+# -- bombs and shadowed names -------------------------------------------------------------------------
+
+def test_overlapping_members_zip_bomb_is_refused_before_any_inflating(tmp_path):
+    bomb = tmp_path / "overlap.zip"
+    bomb.write_bytes(overlapping_zip(64, 1_000_000))  # ~8 KiB declaring 64 MB, each member under 1 MiB
+    (entry,) = discover([bomb])
+    assert not entry.ok and "overlaps" in entry.error and "zip bomb" in entry.error
+    with pytest.raises(MediaError, match="overlaps"):
+        with open_source(f"{bomb}!/0000.txt", MediaLimits()):
+            pass
+
+
+def test_compression_ratio_cap_applies_to_the_whole_archive(tmp_path):
+    path = tmp_path / "spread.zip"  # each member under the 1 MiB floor of the per-member check
+    path.write_bytes(zip_bytes({f"{i}.txt": b"\0" * (900 << 10) for i in range(20)}))
+    listed = list(discover([path]))
+    ok = [f.relative for f in listed if f.ok]
+    assert 0 < len(ok) < 20 and ok == [f"spread.zip!/{i}.txt" for i in range(len(ok))]
+    assert "compression ratio over 100:1" in listed[-1].error
+
+
+def duplicated(kind: str, small: bytes, big: bytes) -> bytes:
+    """An archive of ``dup.txt`` (small), ``a.txt`` and ``dup.txt`` again (big, stored)."""
+    entries = [("dup.txt", small), ("a.txt", b"a"), ("dup.txt", big)]
+    buffer = io.BytesIO()
+    if kind == "zip":
+        with pytest.warns(UserWarning), zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+            for name, data in entries:
+                archive.writestr(name, data)
+    else:
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            for name, data in entries:
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("suffix", ["zip", "tar.gz"])
+def test_a_duplicated_name_reads_the_entry_the_caps_were_checked_on(tmp_path, suffix):
+    path = tmp_path / f"dup.{suffix}"
+    path.write_bytes(duplicated(suffix.split(".")[0], b"small and checked", b"B" * (2 << 20)))
+    for limits in (ArchiveLimits(max_members=2), ArchiveLimits()):  # the later one past the cap, or within it
+        listed = list(discover([path], archives=limits))
+        assert [(f.relative, f.size, f.ok) for f in listed if "!/" in f.relative] == [
+            (f"dup.{suffix}!/dup.txt", 17, True), (f"dup.{suffix}!/a.txt", 1, True)]  # the later one not listed
+        with open_source(f"{path}!/dup.txt", MediaLimits(), limits) as stream:
+            assert stream.read() == b"small and checked"
+
+
+# -- the separator in plain names ---------------------------------------------------------------------
+
+def test_a_folder_named_like_an_archive_with_the_separator_is_not_read_as_its_members(home, tmp_path,
+                                                                                      embedder_path):
+    root = tmp_path / "d"
+    (root / "a.zip!").mkdir(parents=True)
+    (root / "a.zip").write_bytes(zip_bytes({"x.txt": b"x the archived member about owls"}))
+    (root / "a.zip!" / "x.txt").write_text("x a plain file in a folder named a.zip! about herons")
+    (root / "a.zip!" / "y.txt").write_text("x another plain file about herons")
+    found = [(f.relative, f.error) for f in discover([root])]
+    assert found[0] == ("a.zip!/x.txt", None)  # the member; the plain file of its name is left out
+    (relative, error), = found[1:]
+    assert relative == "a.zip!/y.txt" and "'!/' after 'a.zip'" in error
+    c = Collection("plain", model=str(embedder_path))
+    c.add([root], options=OPTIONS, workers=0)
+    texts = [r.text for r in c.search("herons owls", mode="lexical", rerank=False)]
+    assert texts == ["x the archived member about owls"]  # the folder's files are never read as members
+    # a folder named a.zip! going away is not the archive a.zip going away
+    assert not under(f"{root}/a.zip!/x.txt", f"{root}/a.zip!") and under(f"{root}/a.zip!/x.txt", str(root))
+    assert c.forget_under([root / "a.zip!"]) == 0 and c.info()["files"] == 1

@@ -19,6 +19,8 @@ import pytest
 pytest.importorskip("fastapi")
 
 from server_helpers import assert_clean_error, png_bytes, serve, wait_for_job  # noqa: E402
+from vlsearch.catalog import Catalog  # noqa: E402
+from vlsearch.collection import Collection  # noqa: E402
 from vlsearch.errors import InputError, MediaError  # noqa: E402
 from vlsearch.media.images import MediaLimits, load_image  # noqa: E402
 from vlsearch.server import ServerConfig  # noqa: E402
@@ -194,6 +196,45 @@ def test_flipping_the_file_and_a_link_never_serves_the_link_target(server, http,
     assert all(a.status_code == 404 or a.content == original for a in answers)
     assert b"DDDD" not in b"".join(a.content for a in answers)
     assert http.get(url).content == original  # the file back in place is served again
+
+
+def media_of(http, collection: str, name: str):
+    """The media route's answer for the item of ``collection`` whose source ends with ``name``."""
+    found = http.post(f"/v1/collections/{collection}/search", json={
+        "query": "x", "rerank": False, "where": f"source LIKE '%{name}'"}).json()["results"]
+    return http.get(f"/v1/collections/{collection}/items/{found[0]['id']}/media")
+
+
+def test_a_source_outside_the_collection_roots_is_not_served(server, http, config, files, tmp_path, embedder_path):
+    """A collection indexed by the library, following a link out of its folder: the file it reached is
+    searchable, but the media route serves only what lies under the roots it was indexed from."""
+    folder, outside = tmp_path / "linking", tmp_path / "elsewhere"
+    folder.mkdir()
+    outside.mkdir()
+    (folder / "inside.png").write_bytes(png_bytes(64, 48, seed=5))
+    (outside / "secret.png").write_bytes(png_bytes(64, 48, seed=6))
+    (folder / "link.png").symlink_to(outside / "secret.png")
+    collection = Collection("linked", catalog=Catalog(config.resolved_home()), model=str(embedder_path))
+    collection.add([folder], workers=0)  # follow_symlinks=True: the link's target is indexed
+
+    assert media_of(http, "linked", "inside.png").content == (folder / "inside.png").read_bytes()
+    assert_clean_error(media_of(http, "linked", "secret.png"), 403, "outside the folders")
+    assert collection.info()["roots"] == [str(folder.resolve())]
+
+
+def test_a_collection_without_recorded_roots_is_served_from_the_server_roots(server, http, config, files, tmp_path,
+                                                                              embedder_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "other.png").write_bytes(png_bytes(64, 48, seed=7))
+    legacy = Collection("legacy", catalog=Catalog(config.resolved_home()), model=str(embedder_path))
+    legacy.add([files["root"] / "docs", elsewhere], workers=0)
+    meta = legacy.store.read_meta()
+    del meta["roots"]  # as a collection indexed before roots were recorded
+    legacy.store.write_meta(meta)
+
+    assert media_of(http, "legacy", "picture.png").content == files["picture"].read_bytes()  # under --collections-root
+    assert_clean_error(media_of(http, "legacy", "other.png"), 403, "outside the folders")
 
 
 def test_a_range_header_with_thousands_of_digits(http):

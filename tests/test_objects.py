@@ -74,6 +74,17 @@ def test_listing_gives_uris_sizes_times_and_tags(s3):
     assert changed_reason(single.source, object_digest(single.etag), single.size, single.mtime) == ""
 
 
+def test_a_key_holding_the_separator_is_not_read_as_a_member(s3):
+    client, bucket = s3["client"], s3["bucket"]
+    client.put_object(Bucket=bucket, Key="docs/pack.zip!/inner/memo.txt", Body=b"a plain object, not the member")
+    client.put_object(Bucket=bucket, Key="docs/pack.zip!/other.txt", Body=b"another plain object")
+    found = [f for f in discover([s3["root"]]) if "pack.zip!" in f.relative]
+    assert [(f.relative, f.ok) for f in found] == [("pack.zip!/inner/memo.txt", True), ("pack.zip!/other.txt", False)]
+    assert "'!/' after 'pack.zip'" in found[1].error
+    with spool(found[0].source, MediaLimits()) as copy:
+        assert copy.read() == b"A memo about walruses."  # the member, listed once
+
+
 def test_bucket_is_indexed_incrementally_searched_reranked_and_pruned(s3, embedder_path, reranker_path):
     c = Collection("bucket", model=str(embedder_path), reranker=str(reranker_path))
     report = c.add([s3["root"]], options=OPTIONS, workers=2)

@@ -17,7 +17,10 @@ from typing import Callable
 import pytest
 
 from vlsearch.collection import Collection
-from vlsearch.ingest import ExtractOptions
+from dataclasses import replace
+
+from source_helpers import write_docx, zip_bytes
+from vlsearch.ingest import ExtractOptions, discover, extract_all, fingerprint
 from vlsearch.watch import Changes, Watcher, apply_changes
 
 pytest.importorskip("watchdog")
@@ -109,6 +112,76 @@ def test_watcher_follows_creations_changes_deletions_and_moves(home, tmp_path, e
         stop.set()
         thread.join(timeout=30)
     assert watcher.snapshot()["state"] == "stopped" and watcher.snapshot()["failed"] == 0
+
+
+def test_watching_follows_no_link_out_of_the_folder(home, tmp_path, embedder_path):
+    watched, outside = tmp_path / "watched", tmp_path / "outside"
+    watched.mkdir()
+    outside.mkdir()
+    (watched / "a.txt").write_text("x alpha inside")
+    (outside / "secret.txt").write_text("x secret outside the watched folder")
+    (outside / "sub").mkdir()
+    (outside / "sub" / "deep.txt").write_text("x deep secret outside")
+    c = Collection("links", model=str(embedder_path))
+    watcher = Watcher([watched], lambda ch: apply_changes(c, ch, options=OPTIONS, workers=0), debounce=DEBOUNCE,
+                      poll=0.05, ignore=[c.path])
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: sources(c) == {"a.txt"}, what="the first pass")
+        # links created inside the folder: to a file, to a folder
+        (watched / "link.txt").symlink_to(outside / "secret.txt")
+        (watched / "linked-folder").symlink_to(outside / "sub", target_is_directory=True)
+        (watched / "b.txt").write_text("x bravo after the links")
+        wait_for(lambda: "b.txt" in sources(c), what="b.txt")
+        time.sleep(3 * DEBOUNCE)
+        assert sources(c) == {"a.txt", "b.txt"}
+        failed = {Path(s).name: e.error for s, e in c.store.files().items() if e.status == "failed"}
+        assert "symbolic link" in failed["link.txt"]
+        # the watched folder itself replaced by a link
+        watched.rename(tmp_path / "watched-before")
+        watched.symlink_to(outside, target_is_directory=True)
+        wait_for(lambda: watcher.snapshot()["folders"][0]["state"] == "missing", what="the replaced folder")
+        assert "symbolic link" in watcher.snapshot()["folders"][0]["message"]
+        (outside / "later.txt").write_text("x written outside after the swap")
+        time.sleep(4 * DEBOUNCE)
+        assert watcher.snapshot()["folders"][0]["state"] == "missing"
+        assert not {"secret.txt", "deep.txt", "later.txt"} & sources(c)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+def test_a_file_swapped_for_a_link_after_listing_is_not_read(tmp_path):
+    """The open-time check: what discovery saw as a file, swapped for a link before it is read."""
+    watched, outside = tmp_path / "watched", tmp_path / "outside"
+    watched.mkdir()
+    outside.mkdir()
+    for folder, word in ((watched, "inside"), (outside, "secret")):
+        (folder / "a.txt").write_text(f"x {word} text")
+        (folder / "b.zip").write_bytes(zip_bytes({"n.txt": f"x {word} member".encode()}))
+    tasks = [(f, fingerprint(f)) for f in discover([watched], follow_symlinks=False) if f.ok]
+    assert sorted(f.relative for f, _ in tasks) == ["a.txt", "b.zip!/n.txt"]
+    for name in ("a.txt", "b.zip"):
+        (watched / name).unlink()
+        (watched / name).symlink_to(outside / name)
+    results = list(extract_all(tasks, replace(OPTIONS, follow_links=False), workers=0))
+    assert [r.ok for r in results] == [False, False]
+    assert all("symbolic link" in r.error for r in results), [r.error for r in results]
+    assert next(extract_all(tasks[:1], OPTIONS, workers=0)).ok  # followed when links are
+
+
+@pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice is not installed")
+def test_decoders_read_the_file_opened_without_links_also_libreoffice(tmp_path):
+    """Link-free reading hands decoders the open file itself; LibreOffice, a child process, opens it too."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    write_docx(folder / "memo.docx", ["A memo about puffins", "Second page"])
+    (found,) = discover([folder], follow_symlinks=False)
+    (result,) = extract_all([(found, fingerprint(found))], replace(OPTIONS, follow_links=False), workers=0)
+    assert result.ok, result.error
+    assert [p.page for p in result.pieces] == [1, 2] and "puffins" in result.pieces[0].text
 
 
 def test_vlsearch_watch_command(home, tmp_path, embedder_path):

@@ -265,8 +265,9 @@ class Collection:
             batch_bytes: decoded pixels gathered before each embedding call (bounds memory; ``None``:
                 count alone).
             retry_failed: try again files that failed before and have not changed since.
-            follow_symlinks: False skips symbolic links met inside directories (the given paths
-                themselves are always followed).
+            follow_symlinks: False skips symbolic links met inside directories, fails a given path
+                that is or lies below a link, and reads each local file only if no link lies on its
+                path when it is opened (``ExtractOptions.follow_links``).
             on_progress: called as ``on_progress(files_done, files_total, items)`` as files complete.
             engine: "local" (worker processes and this process's model) or "ray": decoding and
                 embedding on a Ray cluster (``pip install 'vlsearch[ray]'``; see ``ingest.ray``).
@@ -277,9 +278,12 @@ class Collection:
         started = time.perf_counter()
         report = IndexReport()
         options = self.extract_options(options)
+        if not follow_symlinks:
+            options = replace(options, follow_links=False)
         self._record_meta(_layout(options))
         known = self.store.files()
-        roots = [_root(p) for p in paths]
+        roots = [_root(p, resolve=follow_symlinks) for p in paths]
+        self._record_roots(roots)
         with IndexWriter(self.store, self.embedder, self.dim, report, batch_items=batch_items,
                          batch_bytes=batch_bytes, progress=progress, on_progress=on_progress) as writer:
             todo, present, blind = self._changes(roots, include, exclude, follow_symlinks, retry_failed, known,
@@ -334,7 +338,7 @@ class Collection:
                 report.failed_before += 1
                 continue
             try:
-                digest = fingerprint(found, options.limits, options.archives)
+                digest = fingerprint(found, options.limits, options.archives, options.follow_links)
             except VlsearchError as exc:
                 writer.failed(source, str(exc), found=found)
                 continue
@@ -350,6 +354,17 @@ class Collection:
                 report.retried += 1
             todo.append((found, digest))
         return todo, present, blind
+
+    def _record_roots(self, roots: Sequence[str]) -> None:
+        """Record the folders, files, archives and bucket prefixes indexed from (``meta["roots"]``;
+        the server's media route serves no source outside them); a root below a recorded one is not added."""
+        recorded = list(self.meta.get("roots", []))
+        for root in roots:
+            if not any(under(root, old) for old in recorded):
+                recorded = [old for old in recorded if not under(old, root)] + [root]
+        if recorded != self.meta.get("roots"):
+            self.meta = {**self.meta, "roots": recorded}
+            self.store.write_meta(self.meta)
 
     def _extract_on_ray(self, writer: IndexWriter, todo: list[tuple[Found, str]], options: ExtractOptions,
                         address: str | None) -> None:
@@ -552,16 +567,16 @@ def _layout(options: ExtractOptions) -> dict[str, Any]:
     return {name: getattr(options, name) for name in LAYOUT_FIELDS}
 
 
-def _root(path: str | os.PathLike) -> str:
+def _root(path: str | os.PathLike, resolve: bool = True) -> str:
     """A path as sources name it: a bucket URI as given, a local path absolute with links resolved
-    (an archive member: its archive's path resolved)."""
+    (``resolve=False``: as given; an archive member: its archive's path)."""
     text = os.fspath(path)
     if is_uri(text):
         return text.rstrip("/")
     split = split_member(text)
     if split is not None:
-        return _root(split[0]) + SEPARATOR + split[1]
-    return str(Path(text).expanduser().resolve())
+        return _root(split[0], resolve) + SEPARATOR + split[1]
+    return str(Path(text).expanduser().resolve()) if resolve else os.path.abspath(os.path.expanduser(text))
 
 
 def _with_adapter(model: str | None, adapter: str | None) -> str:

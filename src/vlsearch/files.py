@@ -3,6 +3,7 @@
 Readers see the old file or the new one, never a torn one; a killed process leaves at
 most a stray temporary file. The files are their owner's only (0600, from ``mkstemp``), and
 ``private_dir`` makes the folders they live in the owner's only (0700), whatever the umask.
+``open_without_links`` opens a file with no symbolic link anywhere on its path.
 """
 
 from __future__ import annotations
@@ -72,3 +73,24 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     except (TypeError, ValueError) as e:
         raise InputError(f"{path.name}: not JSON-serialisable: {e}") from e
     atomic_write(path, lambda f: f.write(text), "w")
+
+
+def open_without_links(path: str) -> int:
+    """A read-only descriptor on ``path`` (absolute), opened one component at a time, each with
+    ``O_NOFOLLOW``: a link anywhere on the path, also one swapped in meanwhile, makes it fail."""
+    parts = Path(path).parts
+    if not Path(path).is_absolute() or len(parts) < 2:
+        raise FileNotFoundError(path)
+    if os.open not in os.supports_dir_fd:  # no openat: resolve and compare instead (races remain)
+        if os.path.realpath(path) != os.path.normpath(path):
+            raise FileNotFoundError(path)
+        return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    directory = os.open(parts[0], os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[1:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
+            os.close(directory)
+            directory = inner
+        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0), dir_fd=directory)
+    finally:
+        os.close(directory)

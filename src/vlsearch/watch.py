@@ -7,6 +7,11 @@ no event for ``debounce`` seconds and its size and time held still, so a file st
 is indexed once, complete. A folder that is deleted or unmounted is reported (its state says so)
 and the other folders stay watched; when it comes back it is watched again, after a pass over it.
 
+Symbolic links are never followed out of a watched folder: a batch indexes with
+``follow_symlinks=False`` (a link created inside, or a file swapped for one, fails as a link, also
+when the swap comes after the event: files are opened without links), and a folder replaced by a
+link is reported like a deleted one, and not watched while it is a link.
+
 The work itself is a callback, ``apply(changes)``: ``apply_changes`` on a ``Collection`` for the
 command line, an ingestion job for the server (one writer at a time).
 """
@@ -46,10 +51,11 @@ class Changes:
 
 def apply_changes(collection: Collection, changes: Changes, **options: Any) -> IndexReport:
     """Apply a batch to a collection: forget what was removed, then index what was added or changed
-    (``Collection.add`` with ``prune=True`` below each path, and ``options``). Returns one report."""
+    (``Collection.add`` with ``prune=True`` below each path, no symbolic link followed, and
+    ``options``). Returns one report."""
     removed = collection.forget_under(changes.remove) if changes.remove else 0
-    present = [p for p in changes.add if os.path.exists(p)]
-    report = collection.add(present, prune=True, **options) if present else IndexReport()
+    present = [p for p in changes.add if os.path.lexists(p)]
+    report = collection.add(present, prune=True, follow_symlinks=False, **options) if present else IndexReport()
     report.pruned += removed
     return report
 
@@ -199,14 +205,18 @@ class Watcher:
     # ---------------------------------------------------------------- folders
 
     def _attach(self, folder: FolderState) -> None:
-        """Watch a folder that exists; else mark it missing."""
+        """Watch a folder that exists (and is no link, nor below one); else mark it missing."""
+        identity = _identity(folder.path)
+        if identity is None:
+            self._missing(folder, "cannot watch it (missing, not a folder, or a symbolic link lies on its path); "
+                                  "the other folders are watched")
+            return
         try:
-            info = os.stat(folder.path)
             self._watches[folder.path] = self._observer.schedule(_Handler(self), folder.path, recursive=True)
         except OSError as exc:
             self._missing(folder, f"cannot watch it ({exc.strerror or exc}); the other folders are watched")
             return
-        self._identity[folder.path] = (info.st_dev, info.st_ino)
+        self._identity[folder.path] = identity
         folder.state, folder.message = "watching", ""
         self._set()
 
@@ -222,15 +232,13 @@ class Watcher:
         self._set()
 
     def _check_folders(self) -> None:
-        """A watched folder deleted or unmounted is reported and dropped; one back is watched again."""
+        """A watched folder deleted, unmounted or replaced (by a link too) is reported and dropped; one
+        back is watched again."""
         for folder in self.state.folders:
-            try:
-                info = os.stat(folder.path)
-                identity: tuple[int, int] | None = (info.st_dev, info.st_ino)
-            except OSError:
-                identity = None
+            identity = _identity(folder.path)
             if folder.state == "watching" and identity != self._identity.get(folder.path):
-                what = "deleted" if identity is None else "replaced or unmounted"
+                what = "replaced or unmounted" if identity else \
+                    "replaced by a symbolic link" if os.path.lexists(folder.path) else "deleted"
                 self._missing(folder, f"the folder was {what}: it is not watched now (the others are); "
                                       "its items stay until it is back or pruned")
             elif folder.state == "missing" and identity is not None:
@@ -300,6 +308,16 @@ class _Handler:
         elif kind in ("created", "closed") or (kind == "modified" and not directory):
             if relevant(src, directory):
                 queue(src, "add")
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of a watched path with no symbolic link on it (``path``: absolute and resolved
+    when it was first watched), else None."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return None if os.path.realpath(path) != path else (info.st_dev, info.st_ino)
 
 
 def _stat(path: str) -> tuple[int, int] | None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..media.images import MediaLimits
 from .archives import ArchiveLimits, archive_format
 from .entries import EXTENSIONS, Found, Kind, content_hash, kind_of, matches
-from .sources import is_uri, list_uri, members
+from .sources import is_uri, list_uri, members, plain_name_error
 
 __all__ = ["Kind", "Found", "EXTENSIONS", "kind_of", "matches", "discover", "content_hash"]
 
@@ -41,7 +42,8 @@ def discover(paths: Sequence[str | Path], include: Sequence[str] = (), exclude: 
         include: glob patterns a file must match (any of them).
         exclude: glob patterns that drop a file or prune a directory.
         follow_symlinks: enter linked directories and read linked files; when ``False``
-            symbolic links met during the walk are skipped (roots are always followed).
+            symbolic links met during the walk are skipped, and a root that is a link or lies
+            below one fails (give it with its links resolved).
         archives: caps on archives (``ArchiveLimits()`` when omitted).
         limits: file-size caps of archives read through copies (``MediaLimits()`` when omitted).
 
@@ -85,16 +87,24 @@ class _Walker:
                 yield from self.expand(found)
 
     def expand(self, found: Found) -> Iterator[Found]:
-        """A file as it is, or the members of an archive that pass the filters."""
+        """A file as it is, or the members of an archive that pass the filters; a file whose name
+        would read as an archive member is refused."""
+        if found.error is None and (refused := plain_name_error(str(found.source))):
+            found = replace(found, error=refused)
         if found.error is not None or not archive_format(found.source):
             yield found
             return
-        for member in members(found.source, self.limits, self.archives, found.relative):
+        for member in members(found.source, self.limits, self.archives, found.relative, self.follow):
+            self.seen_files.add(member.source)  # a plain file of the same name (a folder "a.zip!") is left out
             if member.error is not None or self.wanted(member.relative):
                 yield member
 
     def root(self, root: Path) -> Iterator[Found]:
         absolute = Path(os.path.abspath(root))
+        if not self.follow and os.path.realpath(absolute) != str(absolute):
+            yield Found(absolute, kind_of(absolute), error="a symbolic link lies on its path, and links are not "
+                                                           "followed here", relative=root.name or str(root))
+            return
         try:
             info = os.stat(absolute)
         except OSError as exc:

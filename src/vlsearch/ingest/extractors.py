@@ -108,6 +108,8 @@ class ExtractOptions:
         limits: file-size, image-pixel and video-length caps.
         archives: caps on zip and tar archives (members, total size, ratio, nesting).
         office_timeout: seconds LibreOffice may take to convert one Office document to PDF.
+        follow_links: False: a local file is read only if no symbolic link lies on its path, checked
+            as it is opened (ingestion with ``follow_symlinks=False`` sets it; not part of the layout).
 
     Example:
         >>> ExtractOptions(segment_seconds=10.0, chunk_chars=800, chunk_overlap=100)
@@ -131,6 +133,7 @@ class ExtractOptions:
     limits: MediaLimits = field(default_factory=MediaLimits)
     archives: ArchiveLimits = field(default_factory=ArchiveLimits)
     office_timeout: float = 120.0
+    follow_links: bool = True
 
     def __post_init__(self) -> None:
         checks = [(0 < self.min_pixels <= self.max_pixels, "need 0 < min_pixels <= max_pixels"),
@@ -308,7 +311,7 @@ def piece_item(source: str, locator: Locator, options: ExtractOptions | None = N
 
 def _readable(source: str, o: ExtractOptions, digest: str | None = None) -> Any:
     """A context giving what decoders read for ``source`` (see ``sources.local_copy``)."""
-    return local_copy(source, o.limits, o.archives, digest)
+    return local_copy(source, o.limits, o.archives, digest, o.follow_links)
 
 
 def _as_pdf(source: str, readable: str | NamedFile, o: ExtractOptions) -> NamedFile:

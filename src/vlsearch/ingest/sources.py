@@ -8,11 +8,18 @@ nested, ``a.zip!/inner.tar!/z.pdf``; see ``archives``). Discovery, the decoding 
 Decoders read local files: ``local_copy`` gives the path of a local source as it is, and for any
 other a private temporary copy (at most ``max_file_bytes``, checked while copying, removed when done;
 a failed copy leaves nothing behind). Each worker process keeps its last copies, so the parts of one
-big object (pages, video segments) do not download it again.
+big object (pages, video segments) do not download it again, and its last open archives, so that
+reading their members in order reads each archive once.
+
+With ``follow_links=False`` a local file (or the local archive a member lies in) is opened only if
+no component of its path is a symbolic link, checked as it is opened, one component at a time
+(``files.open_without_links``); decoders then read that very open file (``/proc/PID/fd/N``), so
+a link swapped in after the check is never followed.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -20,19 +27,21 @@ import stat as stat_module
 import tempfile
 import threading
 from collections import OrderedDict
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from ..errors import MediaError, VlsearchError
+from ..files import open_without_links
 from ..media.images import MediaLimits, NamedFile
-from .archives import SEPARATOR, ArchiveLimits, archive_format, depth, list_members, open_member, split_member
+from .archives import (SEPARATOR, Archive, ArchiveLimits, archive_format, depth, open_archive, outermost,
+                       split_member)
 from .entries import Found, content_hash, hash_stream, kind_of
 from .objects import list_objects, object_digest, object_info, open_object, store_of
 
-__all__ = ["Stat", "is_local", "is_uri", "under", "local_copy", "open_source", "spool", "stat_source", "fingerprint",
-           "changed_reason", "members", "list_uri", "CHANGED"]
+__all__ = ["Stat", "is_local", "is_uri", "under", "plain_name_error", "local_copy", "open_source", "spool",
+           "stat_source", "fingerprint", "changed_reason", "members", "list_uri", "CHANGED"]
 
 CHANGED = "source changed or missing since indexing"
 _CHUNK = 1 << 20
@@ -58,16 +67,33 @@ def is_local(source: str) -> bool:
 
 
 def under(source: str, root: str) -> bool:
-    """Whether ``source`` is ``root``, lies below the folder or prefix ``root``, or in the archive ``root``.
+    """Whether ``source`` is ``root``, lies below the folder or prefix ``root``, or in the archive ``root``
+    (an archive member lies below a folder only if its archive does: the members of ``a.zip`` are
+    not below a folder named ``a.zip!``).
 
     Example:
         >>> under("s3://b/docs/a.pdf", "s3://b/docs"), under("/d/a.zip!/x.pdf", "/d/a.zip")
         (True, True)
+        >>> under("/d/a.zip!/x.pdf", "/d/a.zip!")
+        False
     """
     if source == root or source.startswith(root + SEPARATOR):
         return True
     separator = "/" if is_uri(root) else os.sep
-    return source.startswith(root.rstrip(separator) + separator)
+    if not source.startswith(root.rstrip(separator) + separator):
+        return False
+    archive = outermost(source)
+    return archive == source or under(archive, root)
+
+
+def plain_name_error(source: str) -> str | None:
+    """Why a local file or object may not be a source: its name holds the member separator after an
+    archive's name (a folder ``a.zip!`` or a key ``a.zip!/x``), so it would read as a member of ``a.zip``."""
+    split = split_member(source)
+    if split is None:
+        return None
+    return (f"its name holds {SEPARATOR!r} after {split[0].rsplit('/', 1)[-1]!r}, which names a member of an "
+            "archive: rename it to index it")
 
 
 def list_uri(root: str) -> Iterator[Found]:
@@ -79,20 +105,19 @@ def list_uri(root: str) -> Iterator[Found]:
 
 @contextmanager
 def open_source(source: str, limits: MediaLimits, archives: ArchiveLimits | None = None,
-                digest: str | None = None) -> Iterator[BinaryIO]:
+                digest: str | None = None, follow_links: bool = True) -> Iterator[BinaryIO]:
     """A seekable reader of any source: a local file, an object (refused when ``digest``, the
     fingerprint recorded at listing, says it changed since), or an archive member.
 
     Raises:
-        MediaError: the source is missing, unreadable, over ``max_file_bytes``, or breaks an archive cap.
+        MediaError: the source is missing, unreadable, over ``max_file_bytes``, breaks an archive cap,
+            or (``follow_links=False``) has a symbolic link on its path.
     """
     archives = archives or ArchiveLimits()
     split = split_member(source)
     if split is not None:
         outer, member = split
-        fmt = archive_format(outer)
-        assert fmt is not None
-        with _seekable(outer, limits, archives) as stream, open_member(stream, fmt, outer, member, archives) as handle:
+        with _ARCHIVES.borrow(outer, limits, archives, follow_links) as archive, archive.open(member) as handle:
             _check_size(source, handle.size, limits)
             yield handle  # type: ignore[misc]
         return
@@ -101,30 +126,101 @@ def open_source(source: str, limits: MediaLimits, archives: ArchiveLimits | None
             _check_size(source, info.size, limits)
             yield handle  # type: ignore[misc]
         return
-    try:
-        handle = open(source, "rb")
-    except OSError as exc:
-        raise MediaError(f"{source!r}: cannot read ({exc.strerror or exc})") from None
-    with handle:
-        info = os.fstat(handle.fileno())
-        if not stat_module.S_ISREG(info.st_mode):
-            raise MediaError(f"{source!r}: not a regular file")
-        _check_size(source, info.st_size, limits)
+    with _open_local(source, follow_links) as handle:
+        _check_size(source, os.fstat(handle.fileno()).st_size, limits)
         yield handle
 
 
+def _open_local(source: str, follow_links: bool) -> BinaryIO:
+    """A local regular file, open; without links on its path unless ``follow_links``."""
+    try:
+        handle = open(source, "rb") if follow_links else os.fdopen(open_without_links(os.path.abspath(source)), "rb")
+    except OSError as exc:
+        if not follow_links and exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise MediaError(f"{source!r}: a symbolic link lies on its path, and links are not followed here") \
+                from None
+        raise MediaError(f"{source!r}: cannot read ({exc.strerror or exc})") from None
+    if not stat_module.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        handle.close()
+        raise MediaError(f"{source!r}: not a regular file")
+    return handle  # type: ignore[return-value]
+
+
 @contextmanager
-def _seekable(source: str, limits: MediaLimits, archives: ArchiveLimits) -> Iterator[BinaryIO]:
+def _seekable(source: str, limits: MediaLimits, archives: ArchiveLimits, follow_links: bool) -> Iterator[BinaryIO]:
     """An archive opened for random access: local files and objects directly, a member through a copy.
     An archive may be larger than one file (``max_file_bytes``), up to ``max_total_bytes``."""
     if split_member(source) is None:
         wide = replace(limits, max_file_bytes=max(limits.max_file_bytes, archives.max_total_bytes))
-        with open_source(source, wide, archives) as stream:
+        with open_source(source, wide, archives, follow_links=follow_links) as stream:
             yield stream
     else:
-        with local_copy(source, limits, archives) as copy:
+        with local_copy(source, limits, archives, follow_links=follow_links) as copy:
             with open(copy.data if isinstance(copy, NamedFile) else copy, "rb") as stream:  # type: ignore[arg-type]
                 yield stream
+
+
+class _OpenArchives:
+    """This process's last few open archives, so that reading the members of one, in order, reads it
+    once (see ``archives``). Each is lent to one reader at a time, and opened again when the file it
+    lies in (a local file or an object; for a nested archive, the outermost one) has changed."""
+
+    def __init__(self, keep: int = 2) -> None:
+        self.keep, self.lock = keep, threading.Lock()
+        self.items = OrderedDict[tuple[str, MediaLimits, ArchiveLimits, bool], tuple[Any, Archive, ExitStack]]()
+
+    @contextmanager
+    def borrow(self, source: str, limits: MediaLimits, archives: ArchiveLimits,
+               follow_links: bool = True) -> Iterator[Archive]:
+        key, version = (source, limits, archives, follow_links), _version(source)
+        with self.lock:
+            held = self.items.pop(key, None)
+        if held is not None and held[0] != version:
+            held[2].close()
+            held = None
+        if held is None:
+            stack = ExitStack()
+            try:
+                stream = stack.enter_context(_seekable(source, limits, archives, follow_links))
+                fmt = archive_format(source)
+                assert fmt is not None
+                held = (version, open_archive(stream, fmt, source, archives, _stream_size(stream)), stack)
+            except BaseException:
+                stack.close()
+                raise
+        try:
+            yield held[1]
+        finally:
+            with self.lock:
+                dropped = [old for old in [self.items.pop(key, None)] if old is not None]
+                self.items[key] = held
+                while len(self.items) > self.keep:
+                    dropped.append(self.items.popitem(last=False)[1])
+            for _, _, stack in dropped:
+                stack.close()
+
+
+_ARCHIVES = _OpenArchives()
+
+
+def _version(source: str) -> Any:
+    """What changes when the file an archive lies in changes: its identity, size and time (a local
+    file) or its size, time and tag (an object)."""
+    source = outermost(source)
+    if is_uri(source):
+        return object_info(source)
+    try:
+        info = os.stat(source)
+    except OSError as exc:
+        raise MediaError(f"{source!r}: cannot access ({exc.strerror or exc})") from None
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def _descriptor_path(fd: int) -> str | None:
+    """A path that opens the file behind ``fd`` again, also in a child process such as LibreOffice
+    (Linux: ``/proc/PID/fd/N``); None where there is none."""
+    folder = f"/proc/{os.getpid()}/fd"
+    return f"{folder}/{fd}" if os.path.isdir(folder) else None
 
 
 def _check_size(source: str, size: int, limits: MediaLimits) -> None:
@@ -134,24 +230,30 @@ def _check_size(source: str, size: int, limits: MediaLimits) -> None:
 
 @contextmanager
 def local_copy(source: str, limits: MediaLimits, archives: ArchiveLimits | None = None,
-               digest: str | None = None) -> Iterator[str | NamedFile]:
-    """What a decoder can read: a local source as it is; any other as a private temporary copy,
-    named by the source in messages (``NamedFile``). With ``digest`` the copy must be of that content
-    (objects: their tag; members: their bytes), and it is kept for the next parts of the same file.
+               digest: str | None = None, follow_links: bool = True) -> Iterator[str | NamedFile]:
+    """What a decoder can read: a local source as it is (``follow_links=False``: the file opened
+    without links, as ``/proc/PID/fd/N``); any other as a private temporary copy, named by the
+    source in messages (``NamedFile``). With ``digest`` the copy must be of that content (objects:
+    their tag; members: their bytes), and it is kept for the next parts of the same file.
 
     Example:
         >>> with local_copy("s3://bucket/a.pdf", MediaLimits()) as readable:
         ...     count = page_count(readable)
     """
     if is_local(source):
-        yield source
+        if follow_links:
+            yield source
+            return
+        with _open_local(source, follow_links) as handle:
+            opened = _descriptor_path(handle.fileno())
+            yield NamedFile(Path(opened), source) if opened else source
         return
     if digest:
         cached = _COPIES.get(source, digest)
         if cached is not None:
             yield NamedFile(cached, source)
             return
-    path = _download(source, limits, archives, digest)
+    path = _download(source, limits, archives, digest, follow_links)
     try:
         yield NamedFile(path, source)
     finally:
@@ -161,7 +263,8 @@ def local_copy(source: str, limits: MediaLimits, archives: ArchiveLimits | None 
             path.unlink(missing_ok=True)
 
 
-def _download(source: str, limits: MediaLimits, archives: ArchiveLimits | None, digest: str | None) -> Path:
+def _download(source: str, limits: MediaLimits, archives: ArchiveLimits | None, digest: str | None,
+              follow_links: bool) -> Path:
     """A private copy of the source (its extension kept, for decoders that go by it); removed on failure."""
     name = source.rsplit("/", 1)[-1]
     suffix = "".join(Path(name).suffixes[-2:]) if archive_format(name) else Path(name).suffix
@@ -169,7 +272,7 @@ def _download(source: str, limits: MediaLimits, archives: ArchiveLimits | None, 
     path = Path(handle.name)
     try:
         with handle:
-            _copy_into(handle, source, limits, archives, digest)
+            _copy_into(handle, source, limits, archives, digest, follow_links)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -177,7 +280,7 @@ def _download(source: str, limits: MediaLimits, archives: ArchiveLimits | None, 
 
 
 def spool(source: str, limits: MediaLimits, archives: ArchiveLimits | None = None,
-          digest: str | None = None) -> BinaryIO:
+          digest: str | None = None, follow_links: bool = True) -> BinaryIO:
     """The bytes of a source in an anonymous temporary file (gone once closed), rewound; with ``digest``,
     only if the source still holds that content.
 
@@ -186,7 +289,7 @@ def spool(source: str, limits: MediaLimits, archives: ArchiveLimits | None = Non
     """
     handle = tempfile.TemporaryFile(prefix="vlsearch-")
     try:
-        _copy_into(handle, source, limits, archives, digest)
+        _copy_into(handle, source, limits, archives, digest, follow_links)
         handle.seek(0)
     except BaseException:
         handle.close()
@@ -195,10 +298,10 @@ def spool(source: str, limits: MediaLimits, archives: ArchiveLimits | None = Non
 
 
 def _copy_into(out: BinaryIO, source: str, limits: MediaLimits, archives: ArchiveLimits | None,
-               digest: str | None) -> None:
+               digest: str | None, follow_links: bool) -> None:
     """Copy a source's bytes into ``out``, within ``max_file_bytes``; with ``digest``, check the content
     (objects with a tag are checked by it before reading, the rest by hashing what was copied)."""
-    with open_source(source, limits, archives, digest) as stream:
+    with open_source(source, limits, archives, digest, follow_links) as stream:
         hasher = hashlib.sha256()
         written = 0
         while block := stream.read(_CHUNK):
@@ -261,17 +364,9 @@ def stat_source(source: str, limits: MediaLimits | None = None, archives: Archiv
     split = split_member(source)
     if split is not None:
         outer, member = split
-        archives = archives or ArchiveLimits()
-        fmt = archive_format(outer)
-        assert fmt is not None
-        with _seekable(outer, limits or MediaLimits(), archives) as stream:
-            listed, _ = list_members(stream, fmt, outer, archives, _stream_size(stream))
-        for found in listed:
-            if found.name == member:
-                if found.error:
-                    raise MediaError(f"{source!r}: {found.error}")
-                return Stat(found.size, found.mtime)
-        raise MediaError(f"{source!r}: no such member in the archive")
+        with _ARCHIVES.borrow(outer, limits or MediaLimits(), archives or ArchiveLimits()) as archive:
+            found = archive.member(member)
+        return Stat(found.size, found.mtime)
     if is_uri(source):
         info = object_info(source)
         return Stat(info.size, info.mtime, info.etag)
@@ -282,7 +377,8 @@ def stat_source(source: str, limits: MediaLimits | None = None, archives: Archiv
     return Stat(info.st_size, info.st_mtime)
 
 
-def fingerprint(found: Found, limits: MediaLimits | None = None, archives: ArchiveLimits | None = None) -> str:
+def fingerprint(found: Found, limits: MediaLimits | None = None, archives: ArchiveLimits | None = None,
+                follow_links: bool = True) -> str:
     """The content fingerprint recorded for a source: the SHA-256 of its bytes, or for an object with a
     version tag, a digest of the tag (nothing downloaded).
 
@@ -294,7 +390,7 @@ def fingerprint(found: Found, limits: MediaLimits | None = None, archives: Archi
         return content_hash(source)
     if is_uri(source) and found.etag:
         return object_digest(found.etag)
-    with open_source(source, limits or MediaLimits(), archives) as stream:
+    with open_source(source, limits or MediaLimits(), archives, follow_links=follow_links) as stream:
         return hash_stream(stream, _CHUNK)
 
 
@@ -319,7 +415,8 @@ def changed_reason(source: str, digest: str | None, size: int | None = None, mti
 
 # -- archives --------------------------------------------------------------------------------------
 
-def members(archive: str, limits: MediaLimits, archives: ArchiveLimits, relative: str = "") -> Iterator[Found]:
+def members(archive: str, limits: MediaLimits, archives: ArchiveLimits, relative: str = "",
+            follow_links: bool = True) -> Iterator[Found]:
     """The members of an archive as ``Found`` entries (nested archives expanded up to ``max_depth``),
     each named ``archive!/member``; refused members carry their reason, and an archive over a cap
     yields a ``Found`` for itself with the reason after the members listed before it."""
@@ -328,12 +425,9 @@ def members(archive: str, limits: MediaLimits, archives: ArchiveLimits, relative
         yield Found(archive, None, error=f"an archive nested {level} deep, over the cap of {archives.max_depth} "
                                          "(its members are not indexed)", relative=relative)
         return
-    fmt = archive_format(archive)
-    assert fmt is not None
     try:
-        with _seekable(archive, limits, archives) as stream:
-            size = _stream_size(stream)
-            listed, cap = list_members(stream, fmt, archive, archives, size)
+        with _ARCHIVES.borrow(archive, limits, archives, follow_links) as opened:
+            listed, cap = opened.members()
     except VlsearchError as exc:
         yield Found(archive, None, error=_bare(str(exc), archive), relative=relative, folder=True)
         return
@@ -341,7 +435,7 @@ def members(archive: str, limits: MediaLimits, archives: ArchiveLimits, relative
         source = f"{archive}{SEPARATOR}{member.name}"
         inner = f"{relative}{SEPARATOR}{member.name}" if relative else member.name
         if member.error is None and archive_format(member.name):
-            yield from members(source, limits, archives, inner)
+            yield from members(source, limits, archives, inner, follow_links)
             continue
         yield Found(source, kind_of(member.name), member.size, member.mtime, member.error, inner)
     if cap:

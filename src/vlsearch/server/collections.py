@@ -19,8 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from ..catalog import Catalog, check_name
 from ..collection import Collection
 from ..errors import InputError, StoreError, VlsearchError
-from ..files import atomic_write, private_dir
-from ..ingest.sources import is_local, spool
+from ..files import atomic_write, open_without_links, private_dir
+from ..ingest.sources import is_local, spool, under
 from ..items import Item
 from ..watch import Changes, apply_changes
 from .config import ServerConfig, display_name
@@ -46,7 +46,7 @@ class Collections:
     def __init__(self, config: ServerConfig, models: Models) -> None:
         self.config, self.models = config, models
         self.catalog = Catalog(config.resolved_home(), names_only=True)
-        self.uploads = config.resolved_data_dir() / "uploads"
+        self.uploads = Path(os.path.realpath(config.resolved_data_dir() / "uploads"))  # ingested link-free
         self.roots = config.resolved_roots()
         self.embedder = BatchedEmbedder(models)
         self.ingest_embedder = BatchedEmbedder(models, background=True)
@@ -118,6 +118,16 @@ class Collections:
         if not real.exists():
             raise InputError(f"{given!r}: no such file or directory")
         return str(real)
+
+    def served_roots(self, collection: Collection) -> list[str]:
+        """Where the media route may serve a collection's sources from: the roots it recorded, or for a
+        collection indexed before they were recorded, what this server ingests (allowed roots,
+        uploads, watched folders)."""
+        recorded = collection.meta.get("roots")
+        if recorded is not None:
+            return list(recorded)
+        watched = [os.path.realpath(os.path.expanduser(p)) for p in self.config.watch_paths]
+        return [str(r) for r in (*self.roots, self.uploads)] + watched
 
     def ingest(self, job: Job, on_progress: Callable[[int, int, int], None]) -> Any:
         collection = self.open(job.collection, create=True, background=True)
@@ -208,10 +218,10 @@ def submit_paths(collections: Collections, jobs: JobManager, name: str, body: In
 
 def _media_source(collections: Collections, name: str, item_id: str) -> tuple[BinaryIO, int, str]:
     """The source file of an item, open, with its size and media type: only if the collection
-    recorded the file as indexed, no link lies anywhere on its path, and the file opened is the one
-    indexed (same size and time). An object or archive member is read into a private temporary file,
-    within the collection's caps, and served only if its content is the one indexed. The caller
-    closes the file."""
+    recorded the file as indexed, it lies under a root the collection was indexed from, no link lies
+    anywhere on its path, and the file opened is the one indexed (same size and time). An object or
+    archive member is read into a private temporary file, within the collection's caps, and served
+    only if its content is the one indexed. The caller closes the file."""
     collection = collections.get(name)
     missing = APIError(404, f"no item {item_id!r} in collection {name!r}", "not_found_error", "item_not_found")
     if not _ITEM_ID.match(item_id):
@@ -226,12 +236,15 @@ def _media_source(collections: Collections, name: str, item_id: str) -> tuple[Bi
     entry = collection.file_state(record.source)
     if entry is None or entry.status != "done":
         raise missing
+    if not any(under(record.source, root) for root in collections.served_roots(collection)):
+        raise APIError(403, f"the source of item {item_id!r} lies outside the folders, buckets and archives the "
+                            f"collection was indexed from", "permission_error", "source_outside_roots")
     changed = APIError(404, f"the source of item {item_id!r} is missing or changed since it was indexed",
                        "not_found_error", "source_changed")
     if not is_local(record.source):  # an object or an archive member: a private copy, checked as it is read
         options = collection.extract_options()
         try:
-            copy = spool(record.source, options.limits, options.archives, entry.content_hash)
+            copy = spool(record.source, options.limits, options.archives, entry.content_hash, follow_links=False)
         except VlsearchError:
             raise changed from None
         return copy, os.fstat(copy.fileno()).st_size, media_type
@@ -245,27 +258,6 @@ def _media_source(collections: Collections, name: str, item_id: str) -> tuple[Bi
         handle.close()
         raise changed
     return handle, stat.st_size, media_type
-
-
-def open_without_links(path: str) -> int:
-    """A read-only descriptor on ``path`` (absolute), opened one component at a time, each with
-    ``O_NOFOLLOW``: a link anywhere on the path, also one swapped in meanwhile, makes it fail."""
-    parts = Path(path).parts
-    if not Path(path).is_absolute() or len(parts) < 2:
-        raise FileNotFoundError(path)
-    if os.open not in os.supports_dir_fd:  # no openat: resolve and compare instead (races remain)
-        if os.path.realpath(path) != os.path.normpath(path):
-            raise FileNotFoundError(path)
-        return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    directory = os.open(parts[0], os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for part in parts[1:-1]:
-            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=directory)
-            os.close(directory)
-            directory = inner
-        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0), dir_fd=directory)
-    finally:
-        os.close(directory)
 
 
 def _file_response(handle: BinaryIO, size: int, media_type: str, range_header: str | None) -> Response:
