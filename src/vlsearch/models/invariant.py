@@ -51,7 +51,8 @@ class InvariantLinear(nn.Linear):
     Padding the row count to a multiple of 16 (zero rows, a function of the input's own
     length) keeps every call off the BLAS's few-row kernels, which on some CPUs split the
     work by thread and so round differently with the thread count (MKL on an AMD EPYC: 5-7
-    and 9-11 rows). Anything else, and training, goes through ``nn.Linear`` unchanged.
+    and 9-11 rows). On Intel CPUs MKL's AVX2 kernels split larger products by thread too, so the package sets
+    MKL's strict reproducibility mode (``MKL_CBWR``, in ``vlsearch/__init__.py``). Anything else, and training, goes through ``nn.Linear`` unchanged.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
