@@ -21,6 +21,7 @@ import numpy as np
 
 from .catalog import Catalog
 from .errors import InputError, MediaError, StoreError, VlsearchError
+from .grounding import regions as find_regions
 from .ingest import ExtractOptions, discover, extract_all
 from .ingest.discover import Found
 from .ingest.workers import default_workers
@@ -74,6 +75,7 @@ class Result(Located):
     metadata: dict[str, Any] = field(default_factory=dict)
     note: str = ""
     lexical_score: float | None = None
+    regions: list[dict[str, Any]] = field(default_factory=list)  # where the query's words are (``grounding``)
 
     @classmethod
     def of(cls, hit: Hit, lexical: bool = False) -> Result:
@@ -87,7 +89,7 @@ class Result(Located):
         out = {"rank": self.rank, "id": self.id, "score": self.score, "vector_score": self.vector_score,
                "lexical_score": self.lexical_score, "rerank_score": self.rerank_score, "source": self.source,
                "modality": self.modality, "page": self.page, "start": self.start, "end": self.end, "text": self.text,
-               "thumbnail": None, "metadata": self.metadata, "note": self.note}
+               "thumbnail": None, "metadata": self.metadata, "note": self.note, "regions": self.regions}
         if thumbnail and self.thumbnail:
             import base64
 
@@ -418,6 +420,7 @@ class Collection:
             self._rerank(query_item, results, [records[r.id] for r in results], instruction)
         for rank, result in enumerate(results[:top_k], 1):
             result.rank = rank
+            result.regions = find_regions(query, result.metadata, result.modality)
         return results[:top_k]
 
     def _liked(self, like: str | None) -> Record | None:

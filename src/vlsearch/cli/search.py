@@ -7,6 +7,7 @@ import json
 import sys
 
 from ..errors import InputError, ServerUnreachable
+from ..grounding import lines_label
 from .common import command, is_name, model_arguments, model_options, resident_arguments
 from .resident import find
 
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     for r in results:
         where = f"p.{r.page}" if r.page is not None else (
             f"{_clock(r.start)}-{_clock(r.end)}" if r.start is not None else "")
+        where = ", ".join(part for part in (where, lines_label(r.regions)) if part)  # "p.3, lines 12-14"
         snippet = " ".join(r.text.split())[:100]
         scores = f"{r.score:.3f}" + "".join(f" ({name} {value:.3f})" for name, value in (
             ("vector", r.vector_score), ("bm25", r.lexical_score)) if value is not None and value != r.score)

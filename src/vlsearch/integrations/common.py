@@ -24,7 +24,7 @@ from ..wire import data_uri
 
 #: the metadata of a result, in this order (absent values are left out)
 METADATA_KEYS = ("id", "source", "modality", "page", "start", "end", "rank", "score", "vector_score",
-                 "lexical_score", "rerank_score", "note")
+                 "lexical_score", "rerank_score", "note", "regions")
 
 
 class RemoteCollection:
@@ -76,7 +76,8 @@ def result_from_json(data: dict[str, Any]) -> Result:
     return Result(data["rank"], data["id"], data["score"], data["vector_score"], data.get("rerank_score"),
                   data["source"], locator, data.get("text") or "",
                   base64.b64decode(thumbnail.partition(",")[2]) if thumbnail else None,
-                  data.get("metadata") or {}, data.get("note") or "", data.get("lexical_score"))
+                  data.get("metadata") or {}, data.get("note") or "", data.get("lexical_score"),
+                  data.get("regions") or [])
 
 
 def open_searcher(collection: Any, url: str | None = None, api_key: str | None = None) -> Any:
@@ -105,7 +106,7 @@ def result_metadata(result: Result, thumbnail: bool = True) -> dict[str, Any]:
     """A result's place and scores as flat metadata (``METADATA_KEYS``, no None values), and its
     thumbnail as a JPEG data URI when asked and present."""
     data = result.to_dict(thumbnail=thumbnail)
-    meta = {key: data[key] for key in METADATA_KEYS if data.get(key) not in (None, "")}
+    meta = {key: data[key] for key in METADATA_KEYS if data.get(key) not in (None, "", [])}
     if data.get("thumbnail"):
         meta["thumbnail"] = data["thumbnail"]
     return meta

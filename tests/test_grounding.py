@@ -1,0 +1,190 @@
+"""Grounded results: word boxes of PDF text layers and OCR, mapped to the source (resize, EXIF orientation,
+crop boxes, page rotation), matched against the query, and returned by search on every surface."""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from test_hybrid import FONTS, needs_fonts
+from vlsearch.collection import Collection
+from vlsearch.errors import InputError
+from vlsearch.grounding import crop_box, lines_label, map_box, regions, stem, terms
+from vlsearch.ingest import ExtractOptions, content_hash, extract
+from vlsearch.media.images import upright
+
+needs_tesseract = pytest.mark.skipif(not shutil.which("tesseract"), reason="tesseract is not installed")
+
+
+def write_words_pdf(path: Path, pages: list[dict]) -> Path:
+    """A PDF with one word per page at a known place: ``{"word", "at": (x, y) baseline in points,
+    "size": (w, h), "crop": (l, b, r, t) or None, "rotate": 0/90/180/270}``."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as raw
+
+    document = pdfium.PdfDocument.new()
+    for spec in pages:
+        page = document.new_page(*spec.get("size", (300, 400)))
+        obj = raw.FPDFPageObj_NewTextObj(document.raw, b"Helvetica", ctypes.c_float(20))
+        encoded = f"{spec['word']}\x00".encode("utf-16-le")
+        raw.FPDFText_SetText(obj, (ctypes.c_ushort * (len(encoded) // 2)).from_buffer_copy(encoded))
+        raw.FPDFPageObj_Transform(obj, 1, 0, 0, 1, *spec["at"])
+        raw.FPDFPage_InsertObject(page.raw, obj)
+        assert raw.FPDFPage_GenerateContent(page.raw)
+        if spec.get("crop"):
+            page.set_cropbox(*spec["crop"])
+        if spec.get("rotate"):
+            page.set_rotation(spec["rotate"])
+        page.close()
+    document.save(str(path))
+    document.close()
+    return path
+
+
+def ink(image: Image.Image, box: tuple[int, int, int, int] | None = None) -> tuple[int, int, int, int]:
+    """The bounding box of the dark pixels of a picture (inside ``box`` when given)."""
+    pixels = np.asarray(image.convert("L")) < 128
+    if box is not None:
+        mask = np.zeros_like(pixels)
+        mask[box[1]:box[3], box[0]:box[2]] = True
+        pixels &= mask
+    ys, xs = np.nonzero(pixels)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def covers(outer: list[int], inner: tuple[int, ...], slack: int = 2) -> bool:
+    return (outer[0] - slack <= inner[0] and outer[1] - slack <= inner[1] and inner[2] <= outer[2] + slack
+            and inner[3] <= outer[3] + slack)
+
+
+# ---------------------------------------------------------------- PDF text layer
+
+PAGES = [{"word": "Revenue", "at": (40, 300)},
+         {"word": "Revenue", "at": (140, 250), "crop": (100, 100, 300, 400)},
+         {"word": "Revenue", "at": (40, 300), "rotate": 90},
+         {"word": "Revenue", "at": (140, 250), "crop": (100, 100, 300, 400), "rotate": 270}]
+
+
+@pytest.mark.parametrize("max_pixels", [300 * 400, 4 * 300 * 400])
+def test_text_layer_word_boxes_land_on_the_ink_through_crop_box_rotation_and_scale(tmp_path, max_pixels):
+    pdf = write_words_pdf(tmp_path / "words.pdf", PAGES)
+    pieces = extract(pdf, "pdf", content_hash(pdf), ExtractOptions(max_pixels=max_pixels, ocr="never"))
+    for piece, spec in zip(pieces, PAGES):
+        ((word, box),) = piece.metadata["layer_words"]
+        image, scale = piece.item.image, piece.metadata["scale"]
+        assert word == "Revenue" and (piece.metadata["width"], piece.metadata["height"]) == image.size
+        drawn = ink(image)
+        assert covers(box, drawn), (spec, box, drawn)  # the box holds the word's ink ...
+        assert (box[2] - box[0]) * (box[3] - box[1]) < 2.5 * (drawn[2] - drawn[0]) * (drawn[3] - drawn[1])  # ... tightly
+        if not spec.get("rotate"):  # the known place: baseline origin minus the crop box's corner, times the scale
+            left, top = spec.get("crop", (0, 0, 300, 400))[0], spec.get("crop", (0, 0, 300, 400))[3]
+            assert abs(box[0] - (spec["at"][0] - left) * scale) <= 2
+            assert box[1] < (top - spec["at"][1]) * scale < box[3]  # the baseline crosses the box
+
+
+def test_search_regions_on_a_text_layer_page(tmp_path, embedder_path):
+    from ingest_files import write_text_pdf
+
+    (tmp_path / "docs").mkdir()
+    pdf = write_text_pdf(tmp_path / "docs" / "report.pdf", 2, text="Quarterly revenues grew")
+    collection = Collection(str(tmp_path / "c"), model=str(embedder_path))
+    collection.add([pdf.parent], workers=0, options=ExtractOptions(ocr="never"))
+    results = collection.search("quarterly revenue", mode="lexical", rerank=False, top_k=2)
+    assert {r.page for r in results} == {1, 2}
+    for r in results:
+        (region,) = r.regions  # one phrase on one line: the two words merged into one box
+        assert region["kind"] == "text" and region["source"] == "text_layer" and region["score"] == 1.0
+        assert region["text"] == "Quarterly revenues" and region["line"] == 1
+        words = {w: b for w, b in r.metadata["layer_words"]}
+        assert region["box"] == [words["Quarterly"][0], words["Quarterly"][1], words["revenues"][2],
+                                 words["revenues"][3]]
+        width, height = r.metadata["width"], r.metadata["height"]
+        assert region["norm"] == [round(region["box"][0] / width, 4), round(region["box"][1] / height, 4),
+                                  round(region["box"][2] / width, 4), round(region["box"][3] / height, 4)]
+        assert json.loads(json.dumps(r.to_dict()))["regions"] == [region]
+    assert collection.search("penguins", mode="dense", rerank=False, top_k=2)[0].regions == []
+    assert lines_label(results[0].regions) == "line 1"
+
+
+# ---------------------------------------------------------------- OCR and orientation
+
+@pytest.mark.parametrize("turned", range(1, 9))
+def test_boxes_follow_exif_orientation_as_pillow_turns_the_picture(turned):
+    stored = Image.new("RGB", (120, 80), "white")
+    ImageDraw.Draw(stored).rectangle((10, 20, 39, 29), fill="black")  # pixels 10..39 x 20..29
+    shown = upright(stored, turned)
+    assert map_box([10, 20, 40, 30], (120, 80), (120, 80), turned) == list(ink(shown))
+
+
+def test_boxes_scale_from_the_picture_read_to_the_source():
+    assert map_box([10, 20, 40, 30], (60, 40), (120, 80)) == [20, 40, 80, 60]
+    assert map_box([10, 20, 40, 30], (60, 40), (120, 80), 6) == [20, 20, 40, 80]  # scaled, then turned
+    meta = {"width": 120, "height": 80, "ocr": {"width": 60, "height": 40, "words": [["Glacier", [10, 20, 40, 30], 0.9]]}}
+    (region,) = regions("glaciers", meta, "image")
+    assert region["source"] == "ocr" and region["box"] == [20, 40, 80, 60] and region["norm"] == [
+        round(20 / 120, 4), 0.5, round(80 / 120, 4), 0.75]
+
+
+@needs_fonts
+@needs_tesseract
+@pytest.mark.parametrize("turned", [1, 3])
+def test_ocr_regions_of_an_image_land_on_the_drawn_words(tmp_path, turned):
+    picture = Image.new("RGB", (700, 160), "white")
+    draw, face = ImageDraw.Draw(picture), ImageFont.truetype(str(FONTS[0]), 30)
+    draw.text((20, 20), "The quarterly revenue grew", fill="black", font=face)
+    draw.text((20, 90), "Penguins crossed the glacier", fill="black", font=face)
+    exif = Image.Exif()
+    exif[0x0112] = turned
+    path = tmp_path / "scan.jpg"
+    picture.save(path, quality=95, exif=exif)
+    (piece,) = extract(path, "image", content_hash(path), ExtractOptions(ocr_engine="tesseract"))
+    assert piece.metadata.get("orientation", 1) == turned
+    found = regions("penguin glacier", piece.metadata, "image")
+    assert sorted(r["text"] for r in found) == ["Penguins", "glacier"] and all(r["score"] == 0.5 for r in found)
+    assert {r["line"] for r in found} == {2}
+    shown = upright(picture, turned)
+    for region in found:
+        word = region["text"]
+        x0 = 20 + draw.textlength("Penguins crossed the " if word == "glacier" else "", font=face)
+        drawn = list(draw.textbbox((x0, 90), word, font=face))
+        expected = map_box(drawn, picture.size, picture.size, turned)
+        assert covers(region["box"], tuple(expected), slack=4), (region, expected)
+        assert covers(region["box"], ink(shown, tuple(region["box"])))
+    thumbnail = np.asarray(Image.open(io.BytesIO(piece.thumbnail)).convert("L"))  # upright, as the boxes
+    expected = np.asarray(upright(picture, turned).resize((thumbnail.shape[1], thumbnail.shape[0])).convert("L"))
+    assert np.abs(thumbnail.astype(int) - expected).mean() < 12
+
+
+# ---------------------------------------------------------------- matching rules
+
+def test_matching_folds_case_and_accents_stems_and_merges_phrases_per_line():
+    assert terms("The Élan of COMPANIES, growing") == ["elan", "company", "grow"]
+    assert stem("revenues") == stem("revenue") and stem("class") == "class"
+    words = [["Café", [0, 0, 40, 10]], ["companies", [44, 0, 100, 10]], ["of", [104, 0, 114, 10]],
+             ["the", [118, 0, 140, 10]], ["world", [144, 0, 180, 10]],  # line 1
+             ["growing", [0, 20, 50, 30]], ["fast", [54, 20, 80, 30]],  # line 2
+             ["cafe", [0, 40, 30, 50]]]  # line 3
+    meta = {"width": 200, "height": 60, "layer_words": words}
+    found = regions("cafe company world growing", meta, "pdf_page")
+    # one phrase over lines 1 and 2 (stop words inside it), a lone match on line 3
+    assert [(r["text"], r["line"], r["score"]) for r in found] == [
+        ("Café companies of the world", 1, 1.0), ("growing", 2, 1.0), ("cafe", 3, 0.25)]
+    assert found[0]["box"] == [0, 0, 180, 10] and lines_label(found) == "lines 1-2"
+    assert regions("", meta, "pdf_page") == [] and regions("cafe", meta, "video") == []
+    assert regions("cafe", {"width": 10, "height": 10}, "pdf_page") == []  # an older record: no boxes
+
+
+def test_crop_boxes_are_checked_and_kept_inside_the_picture():
+    assert crop_box("10,20,50,60", (100, 100)) == (10, 20, 50, 60)
+    assert crop_box([-5, 90, 500, 120.4], (100, 100)) == (0, 90, 100, 100)
+    assert crop_box("10,10,20,20", (100, 100), margin=15) == (0, 0, 35, 35)
+    for bad in ("1,2,3", "a,b,c,d", "10,10,10,50", "200,200,300,300", "nan,0,1,1"):
+        with pytest.raises(InputError, match="box"):
+            crop_box(bad, (100, 100))
