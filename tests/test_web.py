@@ -4,6 +4,7 @@ only sources the collection indexed, behind the API key)."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -106,6 +107,42 @@ def test_media_refuses_unknown_foreign_text_and_changed_items(http, corpus):
     finally:
         os.utime(clip["source"], ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert http.get(f"/v1/collections/web/items/{clip['id']}/media").status_code == 200
+
+
+def test_media_serves_crops_of_regions_within_the_same_checks(http):
+    from PIL import Image
+
+    found = http.post("/v1/collections/web/search", json={"query": "quarterly revenue", "rerank": False, "top_k": 50,
+                                                          "where": "modality = 'pdf_page'", "thumbnails": False})
+    pages = sorted(found.json()["results"], key=lambda r: r["page"])
+    region = pages[0]["regions"][0]
+    assert region["text"] == "Quarterly revenue" and region["kind"] == "text" and 0 < region["norm"][0] < 1
+    url = f"/v1/collections/web/items/{pages[0]['id']}/media"
+    by_index = http.get(url, params={"region": 0, "query": "quarterly revenue"})
+    by_box = http.get(url, params={"box": ",".join(map(str, region["box"]))})
+    assert by_index.status_code == by_box.status_code == 200 and by_index.content == by_box.content
+    assert by_box.headers["content-type"] == "image/png" and by_box.headers["x-content-type-options"] == "nosniff"
+    crop = Image.open(io.BytesIO(by_box.content))
+    x0, y0, x1, y1 = region["box"]
+    assert crop.size == (x1 - x0, y1 - y0) and min(crop.convert("L").getextrema()) < 100  # the words' ink
+    whole = Image.open(io.BytesIO(http.get(url, params={"box": "-50,-50,99999,99999"}).content))
+    assert whole.size == (pages[0]["metadata"]["width"], pages[0]["metadata"]["height"])  # kept inside the page
+    picture = items(http, "web", "modality = 'image'")[0]["id"]
+    small = http.get(f"/v1/collections/web/items/{picture}/media", params={"box": "10,20,50,60"})
+    assert Image.open(io.BytesIO(small.content)).size == (40, 40)
+    clip = items(http, "web", "modality = 'video'")[0]["id"]
+    for target, params, status, fragment in [
+            (url, {"box": "1,2,3"}, 400, "four numbers"), (url, {"box": "5,5,5,9"}, 400, "no pixels"),
+            (url, {"region": 3, "query": "revenue"}, 400, "gives 1 regions"), (url, {"region": "x"}, 422, "region"),
+            (url, {"region": 0, "box": "0,0,9,9"}, 400, "not both"),
+            (f"/v1/collections/web/items/{clip}/media", {"box": "0,0,9,9"}, 400, "only pages")]:
+        assert_clean_error(http.get(target, params=params), status, fragment)
+    stat = os.stat(pages[0]["source"])
+    try:
+        os.utime(pages[0]["source"], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched since indexing
+        assert_clean_error(http.get(url, params={"box": "0,0,9,9"}), 404, "changed")
+    finally:
+        os.utime(pages[0]["source"], ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def test_media_needs_the_api_key(embedder_path, tmp_path, corpus):

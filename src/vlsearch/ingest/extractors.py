@@ -286,7 +286,7 @@ def piece_item(source: str, locator: Locator, options: ExtractOptions | None = N
             document = _as_pdf(source, readable, o) if kind_of(source) == "office" else readable
             return Item(image=_page_image(document, page, o))
         if modality == "image":
-            return Item(image=to_rgb(load_image(readable, o.limits)))
+            return Item(image=picture(readable, locator, o))
         if modality == "video":
             if start is None or end is None:
                 raise InputError(f"{name}: a video piece needs its start and end")
@@ -303,8 +303,8 @@ def piece_item(source: str, locator: Locator, options: ExtractOptions | None = N
 
 
 def picture(readable: str | NamedFile, locator: Locator, options: ExtractOptions) -> Image.Image:
-    """The picture a page's or an image's regions are given in: the PDF page rendered at the layout's
-    pixel budget (as embedded), the image upright (EXIF orientation applied, as viewers show it).
+    """The pixels of a page or image as embedded, from its source: the PDF page rendered at the layout's
+    pixel budget, the image as stored (regions give its boxes upright: ``media.images.upright``).
 
     Raises:
         InputError: not a PDF page or an image.
@@ -314,8 +314,7 @@ def picture(readable: str | NamedFile, locator: Locator, options: ExtractOptions
         if locator.modality == "pdf_page" and locator.page is not None:
             return _page_image(readable, locator.page, options)
         if locator.modality == "image":
-            loaded = load_image(readable, options.limits)
-            return upright(to_rgb(loaded), orientation(loaded))
+            return to_rgb(load_image(readable, options.limits))
     raise InputError(f"{describe(readable)}: a {locator.modality} item has no picture to crop")
 
 

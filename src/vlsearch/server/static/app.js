@@ -190,11 +190,43 @@ function highlighted(tag, className, text, words) {
   return node;
 }
 
+// where the best regions are: "line 3", "lines 12-14" (as the CLI prints it)
+function linesLabel(regions = []) {
+  if (!regions.length) return '';
+  const best = Math.max(...regions.map((g) => g.score));
+  const source = regions.find((g) => g.score === best).source;
+  const lines = regions.filter((g) => g.score === best && g.source === source).map((g) => g.line);
+  const [first, last] = [Math.min(...lines), Math.max(...lines)];
+  return first === last ? `line ${first}` : `lines ${first}-${last}`;
+}
+
+// the thumbnail with the regions drawn over it (normalised boxes), each a link to its crop
+function grounded(img, r, collection) {
+  const crop = (g) => `/v1/collections/${enc(collection)}/items/${enc(r.id)}/media?box=${g.box.join(',')}`;
+  const boxes = (r.regions || []).map((g, i) => {
+    const link = el('a', { className: 'region', href: crop(g), target: '_blank', rel: 'noopener',
+      title: `${g.text} (line ${g.line}, score ${g.score})`, 'data-region': i,
+      onclick: (event) => { if (ui.key.value.trim()) { event.preventDefault(); openCrop(crop(g)).catch(show); } } });
+    const [x0, y0, x1, y1] = g.norm;
+    Object.assign(link.style, { left: `${x0 * 100}%`, top: `${y0 * 100}%`, width: `${(x1 - x0) * 100}%`,
+      height: `${(y1 - y0) * 100}%` });
+    return link;
+  });
+  return boxes.length ? el('span', { className: 'figure' }, img, ...boxes) : img;
+}
+
+// a crop fetched with the API key (a link cannot send it), shown in a new tab
+async function openCrop(url) {
+  const response = await fetch(url, { headers: authHeaders() });
+  if (!response.ok) throw new Error((await response.json().catch(() => null))?.error?.message || response.statusText);
+  window.open(URL.createObjectURL(await response.blob()), '_blank', 'noopener');
+}
+
 function card(r, collection, words = []) {
   const name = shownName(r.source);
-  const locator = r.page != null ? `page ${r.page}`
-    : r.start != null ? `${clock(r.start)} – ${clock(r.end)}` : '';
-  const picture = r.thumbnail ? el('img', { src: r.thumbnail, alt: `${name} ${locator}`.trim() })
+  const locator = r.page != null ? [`page ${r.page}`, linesLabel(r.regions)].filter(Boolean).join(', ')
+    : r.start != null ? `${clock(r.start)} – ${clock(r.end)}` : linesLabel(r.regions);
+  const picture = r.thumbnail ? grounded(el('img', { src: r.thumbnail, alt: `${name} ${locator}`.trim() }), r, collection)
     : highlighted('p', 'snippet', r.text.slice(0, 300), words);
   const thumb = r.modality === 'video'
     ? el('button', { type: 'button', className: 'thumb play', 'aria-label': `Play ${name} from ${clock(r.start)}`,
