@@ -113,6 +113,23 @@ def test_search_regions_on_a_text_layer_page(tmp_path, embedder_path):
     assert lines_label(results[0].regions) == "line 1"
 
 
+def test_cli_prints_where_the_words_are_and_gives_regions_in_json(tmp_path, monkeypatch, capsys, embedder_path):
+    from ingest_files import write_text_pdf
+    from vlsearch.cli import main
+
+    monkeypatch.setenv("VLSEARCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VLSEARCH_EMBEDDER", str(embedder_path))
+    (tmp_path / "docs").mkdir()
+    write_text_pdf(tmp_path / "docs" / "report.pdf", 1, text="Quarterly revenues grew")
+    assert main(["index", str(tmp_path / "docs"), "-c", "g", "--workers", "0"]) == 0
+    capsys.readouterr()
+    assert main(["search", "quarterly revenue", "-c", "g", "--no-rerank", "--no-server"]) == 0
+    assert "report.pdf p.1, line 1" in capsys.readouterr().out
+    assert main(["search", "quarterly revenue", "-c", "g", "--no-rerank", "--no-server", "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert [(r["text"], r["line"], r["score"]) for r in result["regions"]] == [("Quarterly revenues", 1, 1.0)]
+
+
 # ---------------------------------------------------------------- OCR and orientation
 
 @pytest.mark.parametrize("turned", range(1, 9))
@@ -177,6 +194,8 @@ def test_matching_folds_case_and_accents_stems_and_merges_phrases_per_line():
     assert [(r["text"], r["line"], r["score"]) for r in found] == [
         ("Café companies of the world", 1, 1.0), ("growing", 2, 1.0), ("cafe", 3, 0.25)]
     assert found[0]["box"] == [0, 0, 180, 10] and lines_label(found) == "lines 1-2"
+    assert lines_label([{**r, "score": 1.0} for r in found]) == "lines 1-3"
+    assert lines_label([{**found[0], "line": n} for n in (2, 5, 6, 9)]) == "lines 2, 5-6, 9"
     assert regions("", meta, "pdf_page") == [] and regions("cafe", meta, "video") == []
     assert regions("cafe", {"width": 10, "height": 10}, "pdf_page") == []  # an older record: no boxes
 

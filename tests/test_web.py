@@ -253,6 +253,22 @@ def test_search_modes_and_highlighted_words(page):
     assert page.locator("#results .card img[src=x]").count() == 0  # the query is text, never markup
 
 
+def test_regions_are_drawn_over_the_page_and_link_to_their_crops(page):
+    page.uncheck("#rerank")
+    run_search(page, query="quarterly revenue", where="modality = 'pdf_page'")
+    cards = page.locator(".card[data-modality=pdf_page]")
+    assert cards.count() == 2 and set(page.locator("#results .locator").all_text_contents()) == {
+        "page 1, line 1", "page 2, line 1"}
+    region = cards.first.locator(".region")
+    assert region.count() == 1 and "Quarterly revenue" in region.get_attribute("title")
+    box, img = region.bounding_box(), cards.first.locator(".thumb img").bounding_box()
+    assert img["x"] <= box["x"] and box["x"] + box["width"] <= img["x"] + img["width"] + 1
+    assert img["y"] <= box["y"] and box["y"] + box["height"] <= img["y"] + img["height"] + 1
+    assert box["width"] > 3 * box["height"] > 0  # a line of words, drawn where the thumbnail has them
+    crop = page.request.get(region.get_attribute("href"))
+    assert crop.status == 200 and crop.headers["content-type"] == "image/png"
+
+
 def test_video_result_plays_from_its_start(page):
     run_search(page, query="a clip", where="modality = 'video' AND start >= 2", top_k="10")
     statuses: list[int] = []

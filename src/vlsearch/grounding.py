@@ -82,14 +82,20 @@ def regions(query: str | None, metadata: dict[str, Any], modality: str) -> list[
 
 
 def lines_label(found: Sequence[dict[str, Any]]) -> str:
-    """Where the best regions are, for a printed locator: "line 3", "lines 12-14" or ""."""
+    """Where the best regions are, for a printed locator: "line 3", "lines 12-14", "lines 2, 5-6" or ""."""
     if not found:
         return ""
     best = max(r["score"] for r in found)
     source = next(r["source"] for r in found if r["score"] == best)
-    lines = [r["line"] for r in found if r["score"] == best and r["source"] == source]
-    first, last = min(lines), max(lines)
-    return f"line {first}" if first == last else f"lines {first}-{last}"
+    lines = sorted({r["line"] for r in found if r["score"] == best and r["source"] == source})
+    runs: list[list[int]] = []
+    for line in lines:
+        if runs and line == runs[-1][-1] + 1:
+            runs[-1].append(line)
+        else:
+            runs.append([line])
+    spans = ", ".join(f"{run[0]}" if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
+    return f"line{'s' if len(lines) > 1 else ''} {spans}"
 
 
 def map_box(box: Sequence[float], frame: tuple[int, int], size: tuple[int, int], turned: int = 1) -> list[int]:

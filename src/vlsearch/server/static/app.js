@@ -190,14 +190,19 @@ function highlighted(tag, className, text, words) {
   return node;
 }
 
-// where the best regions are: "line 3", "lines 12-14" (as the CLI prints it)
+// where the best regions are: "line 3", "lines 12-14", "lines 2, 5-6" (as the CLI prints it)
 function linesLabel(regions = []) {
   if (!regions.length) return '';
   const best = Math.max(...regions.map((g) => g.score));
   const source = regions.find((g) => g.score === best).source;
-  const lines = regions.filter((g) => g.score === best && g.source === source).map((g) => g.line);
-  const [first, last] = [Math.min(...lines), Math.max(...lines)];
-  return first === last ? `line ${first}` : `lines ${first}-${last}`;
+  const lines = [...new Set(regions.filter((g) => g.score === best && g.source === source).map((g) => g.line))]
+    .sort((a, b) => a - b);
+  const runs = [];
+  for (const line of lines) {
+    if (runs.length && line === runs.at(-1).at(-1) + 1) runs.at(-1).push(line); else runs.push([line]);
+  }
+  const spans = runs.map((run) => (run.length === 1 ? `${run[0]}` : `${run[0]}-${run.at(-1)}`)).join(', ');
+  return `line${lines.length > 1 ? 's' : ''} ${spans}`;
 }
 
 // the thumbnail with the regions drawn over it (normalised boxes), each a link to its crop
