@@ -207,3 +207,47 @@ def test_crop_boxes_are_checked_and_kept_inside_the_picture():
     for bad in ("1,2,3", "a,b,c,d", "10,10,10,50", "200,200,300,300", "nan,0,1,1"):
         with pytest.raises(InputError, match="box"):
             crop_box(bad, (100, 100))
+
+
+# ---------------------------------------------------------------- video moments
+
+def test_video_moments_are_the_best_window_inside_their_segment(tmp_path, embedder_path, embedder):
+    from ingest_files import write_video
+    from vlsearch.ingest import piece_item
+    from vlsearch.moments import windows
+
+    (tmp_path / "videos").mkdir()
+    write_video(tmp_path / "videos" / "clip.mp4", frames=104, fps=8)  # 13 s: segments 0-6, 6-12, 12-13
+    collection = Collection(str(tmp_path / "c"), model=str(embedder_path), loaded_embedder=embedder)
+    options = ExtractOptions(segment_seconds=6.0)
+    collection.add([tmp_path / "videos"], workers=0, options=options)
+    plain = collection.search("a grey clip", mode="dense", rerank=False, top_k=3)
+    assert len(plain) == 3 and all(r.moment is None for r in plain)
+    results = collection.search("a grey clip", mode="dense", rerank=False, top_k=3, moments=True)
+    query = embedder.embed([{"text": "a grey clip", "instruction": collection.instruction}])[0]
+    for r in results:
+        assert r.start <= r.moment["start"] < r.moment["end"] <= r.end, (r.locator, r.moment)
+        if r.end - r.start < 4:  # the last second: no shorter window than the segment itself
+            assert r.moment == {"start": r.start, "end": r.end, "score": None}
+            continue
+        frames = piece_item(r.source, r.locator, options).video
+        spans = windows(len(frames), 1.0)
+        assert spans == [(0, 4), (2, 6)]  # six frames at 1 fps: 4-second windows, half-overlapping
+        scores = embedder.embed([{"video": frames[i:j], "fps": 1.0} for i, j in spans]) @ query
+        best = spans[int(np.argmax(scores))]
+        assert r.moment["score"] == pytest.approx(float(scores.max()), abs=1e-5)
+        assert (r.moment["start"], r.moment["end"]) == (r.start + best[0], r.start + best[1])
+        assert r.to_dict()["moment"] == r.moment
+
+
+def test_windows_cover_the_segment():
+    assert windows_of(3, 1.0) == [(0, 3)] and windows_of(7, 1.0) == [(0, 4), (2, 6), (3, 7)]
+    assert windows_of(20, 2.0, 2.0) == [(0, 4), (2, 6), (4, 8), (6, 10), (8, 12), (10, 14), (12, 16), (14, 18),
+                                        (16, 20)]
+    assert windows_of(9, 0.25) == [(0, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7), (6, 8), (7, 9)]
+
+
+def windows_of(frames, rate, seconds=4.0):
+    from vlsearch.moments import windows
+
+    return windows(frames, rate, seconds)

@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"wire"},
     {"models", "stores"},
     {"ingest"},
-    {"catalog"},
+    {"catalog", "moments"},
     {"collection", "remote"},
     {"watch"},
     {"server", "eval", "integrations"},

@@ -214,7 +214,7 @@ def test_search_shows_cards_scores_and_errors(page):
                                        for i in range(6))
     assert page.locator("#results img").evaluate_all("imgs => imgs.every(i => i.complete && i.naturalWidth > 0)")
     locators = page.locator("#results .locator").all_text_contents()
-    assert {"page 1", "page 2", "0:00 – 0:02", "0:02 – 0:04", "0:04 – 0:06"} == set(locators)
+    assert {"page 1, line 1", "page 2, line 1", "0:00 – 0:02", "0:02 – 0:04", "0:04 – 0:06"} == set(locators)
     assert set(page.locator("#results .source").all_text_contents()) == {"notes.txt", "picture.png", "report.pdf",
                                                                          "clip.webm"}
     assert page.locator(".vector-score").count() == 7 and page.locator(".rerank-score").count() == 7

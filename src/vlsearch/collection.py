@@ -38,6 +38,7 @@ from .locator import Located, Locator
 from .models.contract import QUERY_INSTRUCTION, EmbedderLike, RerankerLike
 from .models.loading import embedder_name, is_remote, load_embedder, load_reranker, reranker_name
 from .models.reranker import Reranker
+from .moments import best_moment
 from .stores import FileEntry, Hit, Record, VectorStore, open_store
 from .stores.filters import parse as parse_filter
 from .version import __version__
@@ -76,6 +77,7 @@ class Result(Located):
     note: str = ""
     lexical_score: float | None = None
     regions: list[dict[str, Any]] = field(default_factory=list)  # where the query's words are (``grounding``)
+    moment: dict[str, Any] | None = None  # a video's best few seconds, when asked for (``moments``)
 
     @classmethod
     def of(cls, hit: Hit, lexical: bool = False) -> Result:
@@ -89,7 +91,8 @@ class Result(Located):
         out = {"rank": self.rank, "id": self.id, "score": self.score, "vector_score": self.vector_score,
                "lexical_score": self.lexical_score, "rerank_score": self.rerank_score, "source": self.source,
                "modality": self.modality, "page": self.page, "start": self.start, "end": self.end, "text": self.text,
-               "thumbnail": None, "metadata": self.metadata, "note": self.note, "regions": self.regions}
+               "thumbnail": None, "metadata": self.metadata, "note": self.note, "regions": self.regions,
+               "moment": self.moment}
         if thumbnail and self.thumbnail:
             import base64
 
@@ -372,7 +375,7 @@ class Collection:
     def search(self, query: str | None = None, *, image: Any = None, top_k: int = 10, candidates: int = 50,
                rerank: bool = True, where: str | None = None, instruction: str | None = None,
                like: str | None = None, mode: str | None = None,
-               weights: tuple[float, float] = (1.0, 1.0)) -> list[Result]:
+               weights: tuple[float, float] = (1.0, 1.0), moments: bool = False) -> list[Result]:
         """Two-stage search: candidates by vector and/or by words, then the reranker on them.
 
         Args:
@@ -389,6 +392,8 @@ class Collection:
                 names) or "hybrid" (both, fused by reciprocal rank); default: hybrid when the
                 query has words and the collection has text, else dense.
             weights: (dense, lexical) weights of the fusion.
+            moments: also find each video result's best few seconds (``Result.moment``), at one
+                embedder forward per window of its segment.
         """
         if top_k < 1 or candidates < 1:
             raise InputError("top_k and candidates must be >= 1")
@@ -421,7 +426,24 @@ class Collection:
         for rank, result in enumerate(results[:top_k], 1):
             result.rank = rank
             result.regions = find_regions(query, result.metadata, result.modality)
+        if moments:
+            self._moments(results[:top_k], query_item if vector is None else vector)
         return results[:top_k]
+
+    def _moments(self, results: list[Result], query: Any) -> None:
+        """Each video result's best window (``moments.best_moment``), from its rebuilt frames (through
+        the cache of rebuilt items); none for a segment whose source is gone or changed."""
+        videos = [r for r in results if r.modality == "video"]
+        if not videos:
+            return
+        if isinstance(query, Item):  # a lexical search has no query vector yet
+            query = self.embedder.embed([query], dim=self.dim)[0]
+        records = {r.id: r for r in self.store.get([r.id for r in videos])}
+        for result in videos:
+            item, note = self._item_of(records[result.id])
+            if not note and isinstance(item.video, list):
+                result.moment = best_moment(self.embedder, query, item.video, item.fps or 1.0, result.start or 0.0,
+                                            result.end or 0.0, result.metadata.get("frame_times"), dim=self.dim)
 
     def _liked(self, like: str | None) -> Record | None:
         if like is None:
