@@ -285,6 +285,30 @@ def test_video_result_plays_from_its_start(page):
     assert not page.locator("#player").is_visible()
 
 
+def test_video_result_plays_from_its_moment(page):
+    """With "Moments" on, the request asks for them and the player seeks to the moment the server gives
+    (here a moment set inside the segment, as a longer segment would have one)."""
+    sent: list[dict] = []
+
+    def with_moment(route):
+        sent.append(route.request.post_data_json)
+        answer = route.fetch().json()
+        for r in answer["results"]:
+            r["moment"] = {"start": r["start"] + 1.0, "end": r["start"] + 1.8, "score": 0.5}
+        route.fulfill(json=answer)
+
+    page.route("**/v1/collections/web/search", with_moment)
+    page.check("#moments")
+    run_search(page, query="a clip", where="modality = 'video' AND start >= 2", top_k="10")
+    assert sent[-1]["moments"] is True
+    card = page.locator(".card[data-modality=video]", has_text="0:02 – 0:04, best 0:03 – 0:03.8")
+    card.get_by_role("button", name=re.compile("^Play clip.webm from 0:03")).click()
+    page.wait_for_function("() => document.querySelector('#player-video').readyState >= 1", timeout=15000)
+    time_now = page.evaluate("document.querySelector('#player-video').currentTime")
+    assert 3.0 - 0.05 <= time_now <= 3.0 + 0.8, time_now
+    assert "0:03 – 0:03.8" in page.text_content("#player-title")
+
+
 def test_upload_shows_progress_and_failures_then_image_search(page, corpus, http):
     before = http.get("/v1/collections/web").json()["items"]
     assert page.input_value("#upload-collection") == "web"

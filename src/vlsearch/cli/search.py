@@ -32,6 +32,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--rerank-pixels", type=int, metavar="N",
                    help="the most pixels of a page or image as the reranker sees it (default 1843200, the official "
                         "reranker's); fewer rerank faster (512x32x32 = 524288: about 5x faster)")
+    p.add_argument("--moments", action="store_true",
+                   help="also find each video result's best few seconds (one embedder forward per window)")
     p.add_argument("--json", action="store_true", help="JSON output")
     model_arguments(p)
     resident_arguments(p)
@@ -41,7 +43,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     options = {"image": args.image, "top_k": args.top_k, "candidates": args.candidates, "rerank": not args.no_rerank,
                "where": args.where, "instruction": args.instruction, "like": args.like, "mode": args.mode,
-               "weights": _weights(args.weights)}
+               "weights": _weights(args.weights), **({"moments": True} if args.moments else {})}
     results, served = None, "in-process"
     # the server has its own models: asking for others, or a collection by path, means in-process
     local_only = (args.no_server or not is_name(args.collection) or args.model or args.reranker or args.device
@@ -72,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     for r in results:
         where = f"p.{r.page}" if r.page is not None else (
             f"{_clock(r.start)}-{_clock(r.end)}" if r.start is not None else "")
-        where = ", ".join(part for part in (where, lines_label(r.regions)) if part)  # "p.3, lines 12-14"
+        moment = f"moment {_clock(r.moment['start'])}-{_clock(r.moment['end'])}" if r.moment else ""
+        where = ", ".join(part for part in (where, lines_label(r.regions), moment) if part)  # "p.3, lines 12-14"
         snippet = " ".join(r.text.split())[:100]
         scores = f"{r.score:.3f}" + "".join(f" ({name} {value:.3f})" for name, value in (
             ("vector", r.vector_score), ("bm25", r.lexical_score)) if value is not None and value != r.score)

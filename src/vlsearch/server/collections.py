@@ -164,7 +164,7 @@ def build_router(config: ServerConfig, models: Models, collections: Collections,
         def run() -> list[Any]:
             return collection.search(query_text, image=image, top_k=body.top_k, candidates=body.candidates,
                                      rerank=rerank, where=body.where, instruction=body.instruction, like=body.like,
-                                     mode=body.mode, weights=body.weights)
+                                     mode=body.mode, weights=body.weights, moments=body.moments)
 
         results = await run_in_threadpool(run)
         return JSONResponse({"object": "list", "collection": name, "reranked": rerank and bool(results),
