@@ -23,16 +23,19 @@ from vlsearch.media.images import upright
 needs_tesseract = pytest.mark.skipif(not shutil.which("tesseract"), reason="tesseract is not installed")
 
 
-def write_words_pdf(path: Path, pages: list[dict]) -> Path:
-    """A PDF with one word per page at a known place: ``{"word", "at": (x, y) baseline in points,
-    "size": (w, h), "crop": (l, b, r, t) or None, "rotate": 0/90/180/270}``."""
+def write_words_pdf(path: Path, specs: list[dict], pages: int | None = None) -> Path:
+    """A PDF with one text at a known place a page: ``{"word", "at": (x, y) baseline in points,
+    "size": (w, h), "crop": (l, b, r, t) or None, "rotate": 0/90/180/270}``; ``pages=1``: every text
+    on one page (the first one's size)."""
     import pypdfium2 as pdfium
     import pypdfium2.raw as raw
 
     document = pdfium.PdfDocument.new()
-    for spec in pages:
-        page = document.new_page(*spec.get("size", (300, 400)))
-        obj = raw.FPDFPageObj_NewTextObj(document.raw, b"Helvetica", ctypes.c_float(20))
+    page = None
+    for spec in specs:
+        if page is None or pages is None:
+            page = document.new_page(*spec.get("size", (300, 400)))
+        obj = raw.FPDFPageObj_NewTextObj(document.raw, b"Helvetica", ctypes.c_float(20 if pages is None else 9))
         encoded = f"{spec['word']}\x00".encode("utf-16-le")
         raw.FPDFText_SetText(obj, (ctypes.c_ushort * (len(encoded) // 2)).from_buffer_copy(encoded))
         raw.FPDFPageObj_Transform(obj, 1, 0, 0, 1, *spec["at"])
@@ -42,7 +45,6 @@ def write_words_pdf(path: Path, pages: list[dict]) -> Path:
             page.set_cropbox(*spec["crop"])
         if spec.get("rotate"):
             page.set_rotation(spec["rotate"])
-        page.close()
     document.save(str(path))
     document.close()
     return path
@@ -89,6 +91,19 @@ def test_text_layer_word_boxes_land_on_the_ink_through_crop_box_rotation_and_sca
             assert box[1] < (top - spec["at"][1]) * scale < box[3]  # the baseline crosses the box
 
 
+def test_a_dense_page_keeps_a_bounded_number_of_word_boxes(tmp_path):
+    from vlsearch.ingest.extractors import MAX_LAYER_WORDS
+    from vlsearch.stores.milvus import VARCHAR_MAX
+
+    spec = [{"word": " ".join(f"w{i}" for i in range(line * 12, line * 12 + 12)), "at": (10, 1180 - 11 * line),
+             "size": (400, 1200)} for line in range(105)]  # 1,260 words
+    pdf = write_words_pdf(tmp_path / "dense.pdf", spec, pages=1)
+    (piece,) = extract(pdf, "pdf", content_hash(pdf), ExtractOptions(ocr="never"))
+    words = piece.metadata["layer_words"]
+    assert len(words) == MAX_LAYER_WORDS and words[0][0] == "w0" and "w1259" in piece.text
+    assert len(json.dumps(piece.metadata).encode()) < VARCHAR_MAX // 2  # room beside OCR words in a Milvus record
+
+
 def test_search_regions_on_a_text_layer_page(tmp_path, embedder_path):
     from ingest_files import write_text_pdf
 
@@ -108,7 +123,8 @@ def test_search_regions_on_a_text_layer_page(tmp_path, embedder_path):
         width, height = r.metadata["width"], r.metadata["height"]
         assert region["norm"] == [round(region["box"][0] / width, 4), round(region["box"][1] / height, 4),
                                   round(region["box"][2] / width, 4), round(region["box"][3] / height, 4)]
-        assert json.loads(json.dumps(r.to_dict()))["regions"] == [region]
+        shown = json.loads(json.dumps(r.to_dict()))
+        assert shown["regions"] == [region] and "layer_words" not in shown["metadata"]  # the regions, not every box
     assert collection.search("penguins", mode="dense", rerank=False, top_k=2)[0].regions == []
     assert lines_label(results[0].regions) == "line 1"
 
@@ -203,7 +219,6 @@ def test_matching_folds_case_and_accents_stems_and_merges_phrases_per_line():
 def test_crop_boxes_are_checked_and_kept_inside_the_picture():
     assert crop_box("10,20,50,60", (100, 100)) == (10, 20, 50, 60)
     assert crop_box([-5, 90, 500, 120.4], (100, 100)) == (0, 90, 100, 100)
-    assert crop_box("10,10,20,20", (100, 100), margin=15) == (0, 0, 35, 35)
     for bad in ("1,2,3", "a,b,c,d", "10,10,10,50", "200,200,300,300", "nan,0,1,1"):
         with pytest.raises(InputError, match="box"):
             crop_box(bad, (100, 100))

@@ -87,11 +87,13 @@ class Result(Located):
 
     def to_dict(self, thumbnail: bool = False) -> dict[str, Any]:
         """The result as JSON: the locator's fields flattened (``modality``, ``page``, ``start``, ``end``);
-        the thumbnail as a data URI when asked for, else None."""
+        the thumbnail as a data URI when asked for, else None; the metadata without a page's text-layer
+        word boxes (hundreds of them; ``regions`` carry those that matter)."""
         out = {"rank": self.rank, "id": self.id, "score": self.score, "vector_score": self.vector_score,
                "lexical_score": self.lexical_score, "rerank_score": self.rerank_score, "source": self.source,
                "modality": self.modality, "page": self.page, "start": self.start, "end": self.end, "text": self.text,
-               "thumbnail": None, "metadata": self.metadata, "note": self.note, "regions": self.regions,
+               "thumbnail": None, "metadata": {k: v for k, v in self.metadata.items() if k != "layer_words"},
+               "note": self.note, "regions": self.regions,
                "moment": self.moment}
         if thumbnail and self.thumbnail:
             import base64

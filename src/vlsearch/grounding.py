@@ -109,9 +109,8 @@ def map_box(box: Sequence[float], frame: tuple[int, int], size: tuple[int, int],
     return [max(0, round(min(xs))), max(0, round(min(ys))), min(out_w, round(max(xs))), min(out_h, round(max(ys)))]
 
 
-def crop_box(given: str | Sequence[float], size: tuple[int, int], margin: int = 0) -> tuple[int, int, int, int]:
-    """A crop of a picture of ``size``: "x0,y0,x1,y1" (or four numbers) in its pixels, widened by
-    ``margin`` and kept inside it.
+def crop_box(given: str | Sequence[float], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A crop of a picture of ``size``: "x0,y0,x1,y1" (or four numbers) in its pixels, kept inside it.
 
     Raises:
         InputError: not four numbers, or no pixels left inside the picture.
@@ -123,8 +122,7 @@ def crop_box(given: str | Sequence[float], size: tuple[int, int], margin: int = 
     if len(values) != 4 or not all(v == v and abs(v) < 1e9 for v in values):
         raise InputError(f"box must be four numbers x0,y0,x1,y1 in pixels, not {str(given)[:80]!r}")
     x0, y0, x1, y1 = values
-    box = (max(0, int(x0) - margin), max(0, int(y0) - margin), min(size[0], round(x1) + margin),
-           min(size[1], round(y1) + margin))
+    box = (max(0, int(x0)), max(0, int(y0)), min(size[0], round(x1)), min(size[1], round(y1)))
     if box[2] <= box[0] or box[3] <= box[1]:
         raise InputError(f"box {x0:g},{y0:g},{x1:g},{y1:g} holds no pixels of the {size[0]}x{size[1]} picture")
     return box

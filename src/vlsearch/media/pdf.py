@@ -215,7 +215,7 @@ def _words(textpage: Any, posconv: Any) -> list[list[Any]]:
 
     def close() -> None:
         if chars and box[0] < box[2]:
-            words.append(["".join(chars), [int(box[0]), int(box[1]), math.ceil(box[2]), math.ceil(box[3])]])
+            words.append(["".join(chars), list(box)])
         chars.clear()
         box[:] = [math.inf, math.inf, -math.inf, -math.inf]
 
