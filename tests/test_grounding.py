@@ -144,6 +144,9 @@ def test_cli_prints_where_the_words_are_and_gives_regions_in_json(tmp_path, monk
     assert main(["search", "quarterly revenue", "-c", "g", "--no-rerank", "--no-server", "--json"]) == 0
     (result,) = json.loads(capsys.readouterr().out)
     assert [(r["text"], r["line"], r["score"]) for r in result["regions"]] == [("Quarterly revenues", 1, 1.0)]
+    assert main(["search", "quarterly revenue", "-c", "g", "--no-rerank", "--dense-regions", "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert [r["kind"] for r in result["regions"]] == ["text"] + ["dense"] * 5
 
 
 # ---------------------------------------------------------------- OCR and orientation
@@ -266,3 +269,65 @@ def windows_of(frames, rate, seconds=4.0):
     from vlsearch.moments import windows
 
     return windows(frames, rate, seconds)
+
+
+# ---------------------------------------------------------------- dense regions (an approximation)
+
+def test_patch_scores_equal_transformers_own_forward(embedder, embedder_path):
+    """Each cell is the cosine of the query with the last layer's state at one image token, as
+    transformers' own model (eager attention, no vlsearch kernels) computes it."""
+    import torch
+    from transformers import AutoModel
+
+    from vlsearch.items import Item
+    from vlsearch.testing import gradient_image
+
+    picture = gradient_image(200, 120, seed=3)
+    query = embedder.embed(["a chart"])[0]
+    scores = embedder.patch_scores(Item(image=picture), query)
+    encoded = embedder.encode_item(Item(image=picture))
+    _, rows, cols = encoded.image_grid_thw[0].tolist()
+    assert scores.shape == (rows // 2, cols // 2)  # one cell per merged 2x2 patch
+    model = AutoModel.from_pretrained(embedder_path, attn_implementation="eager", dtype=torch.float32)
+    with torch.inference_mode():
+        out = model(input_ids=encoded.input_ids[None], attention_mask=torch.ones_like(encoded.input_ids)[None],
+                    pixel_values=encoded.pixel_values, image_grid_thw=encoded.image_grid_thw,
+                    mm_token_type_ids=encoded.mm_token_type_ids[None])
+    states = out.last_hidden_state[0][encoded.mm_token_type_ids == 1]
+    want = torch.nn.functional.normalize(states, dim=-1) @ torch.as_tensor(query)
+    np.testing.assert_allclose(scores, want.numpy().reshape(scores.shape), atol=1e-5)
+    prefix = embedder.patch_scores(Item(image=picture), query[:16] / np.linalg.norm(query[:16]))  # Matryoshka
+    want = torch.nn.functional.normalize(states[:, :16], dim=-1) @ torch.as_tensor(query[:16] / np.linalg.norm(query[:16]))
+    np.testing.assert_allclose(prefix, want.numpy().reshape(scores.shape), atol=1e-5)
+    with pytest.raises(InputError, match="one image"):
+        embedder.patch_scores(Item(text="no picture"), query)
+
+
+def test_patch_regions_tile_the_picture():
+    from vlsearch.grounding import patch_regions
+
+    grid = [[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.9]]
+    best, second = patch_regions(grid, (400, 200), top=2)
+    assert (best["kind"], best["score"], best["box"], best["norm"]) == ("dense", 0.9, [300, 100, 400, 200],
+                                                                       [0.75, 0.5, 1.0, 1.0])
+    assert best["approximate"] is True and second["box"] == [200, 100, 300, 200] and best["line"] is None
+    turned = patch_regions(grid, (400, 200), turned=6, top=1)[0]  # shown upright: 200 x 400
+    assert turned["box"] == map_box([300, 100, 400, 200], (400, 200), (400, 200), 6) == [0, 300, 100, 400]
+    assert lines_label([best]) == "" and lines_label([best, {**best, "kind": "text", "line": 4}]) == "line 4"
+
+
+def test_search_adds_dense_regions_when_asked(tmp_path, embedder_path, embedder):
+    from ingest_files import write_text_pdf
+
+    (tmp_path / "docs").mkdir()
+    write_text_pdf(tmp_path / "docs" / "report.pdf", 1, text="Quarterly revenues grew")
+    collection = Collection(str(tmp_path / "c"), model=str(embedder_path), loaded_embedder=embedder)
+    collection.add([tmp_path / "docs"], workers=0, options=ExtractOptions(ocr="never", max_pixels=300 * 400))
+    (plain,) = collection.search("quarterly revenue", rerank=False)
+    (dense,) = collection.search("quarterly revenue", rerank=False, dense_regions=True)
+    assert dense.regions[: len(plain.regions)] == plain.regions  # word regions first, unchanged
+    extra = dense.regions[len(plain.regions):]
+    assert len(extra) == 5 and all(r["kind"] == "dense" and r["approximate"] for r in extra)
+    assert [r["score"] for r in extra] == sorted((r["score"] for r in extra), reverse=True)
+    widths = {r["box"][2] - r["box"][0] for r in extra}
+    assert all(0 <= v <= 1 for r in extra for v in r["norm"]) and max(widths) - min(widths) <= 1  # grid cells

@@ -21,6 +21,7 @@ import numpy as np
 
 from .catalog import Catalog
 from .errors import InputError, MediaError, StoreError, VlsearchError
+from .grounding import patch_regions
 from .grounding import regions as find_regions
 from .ingest import ExtractOptions, discover, extract_all
 from .ingest.discover import Found
@@ -377,7 +378,8 @@ class Collection:
     def search(self, query: str | None = None, *, image: Any = None, top_k: int = 10, candidates: int = 50,
                rerank: bool = True, where: str | None = None, instruction: str | None = None,
                like: str | None = None, mode: str | None = None,
-               weights: tuple[float, float] = (1.0, 1.0), moments: bool = False) -> list[Result]:
+               weights: tuple[float, float] = (1.0, 1.0), moments: bool = False,
+               dense_regions: bool = False) -> list[Result]:
         """Two-stage search: candidates by vector and/or by words, then the reranker on them.
 
         Args:
@@ -396,6 +398,9 @@ class Collection:
             weights: (dense, lexical) weights of the fusion.
             moments: also find each video result's best few seconds (``Result.moment``), at one
                 embedder forward per window of its segment.
+            dense_regions: also add each page's or image's most query-like patches to its regions
+                (kind "dense", an approximation), at one embedder forward per result; a local
+                embedding model only.
         """
         if top_k < 1 or candidates < 1:
             raise InputError("top_k and candidates must be >= 1")
@@ -428,9 +433,31 @@ class Collection:
         for rank, result in enumerate(results[:top_k], 1):
             result.rank = rank
             result.regions = find_regions(query, result.metadata, result.modality)
+        query_vector = query_item if vector is None else vector
+        if dense_regions:
+            self._dense_regions(results[:top_k], query_vector)
         if moments:
-            self._moments(results[:top_k], query_item if vector is None else vector)
+            self._moments(results[:top_k], query_vector)
         return results[:top_k]
+
+    def _query_vector(self, query: Any) -> Any:
+        """The query's vector: as given, or for a query item (a lexical search has none yet) embedded now."""
+        return self.embedder.embed([query], dim=self.dim)[0] if isinstance(query, Item) else query
+
+    def _dense_regions(self, results: list[Result], query: Any) -> None:
+        """Each page's or image's most query-like patches (``Embedder.patch_scores``), after its word
+        regions; none for an item whose source is gone or changed."""
+        pictures = [r for r in results if r.modality in ("pdf_page", "image")]
+        scorer = getattr(self.embedder, "patch_scores", None)
+        if pictures and scorer is None:
+            raise InputError("dense regions need a local embedding model, not a model server")
+        query = self._query_vector(query) if pictures else query
+        records = {r.id: r for r in self.store.get([r.id for r in pictures])}
+        for result in pictures:
+            item, note = self._item_of(records[result.id])
+            if not note and item.image is not None:
+                result.regions += patch_regions(scorer(item, query), item.image.size,  # type: ignore[misc, union-attr]
+                                                result.metadata.get("orientation", 1))
 
     def _moments(self, results: list[Result], query: Any) -> None:
         """Each video result's best window (``moments.best_moment``), from its rebuilt frames (through
@@ -438,8 +465,7 @@ class Collection:
         videos = [r for r in results if r.modality == "video"]
         if not videos:
             return
-        if isinstance(query, Item):  # a lexical search has no query vector yet
-            query = self.embedder.embed([query], dim=self.dim)[0]
+        query = self._query_vector(query)
         records = {r.id: r for r in self.store.get([r.id for r in videos])}
         for result in videos:
             item, note = self._item_of(records[result.id])

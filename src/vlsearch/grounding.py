@@ -13,6 +13,8 @@ applied, as viewers show it). Each region::
 ``box`` is in pixels of the source, ``norm`` the same box over its width and height (0-1); ``score`` is
 the share of the query's distinct words the phrase holds; ``line`` counts the page's lines from 1, in
 reading order. Nothing here reads a file: a collection built before word boxes were kept has none.
+``patch_regions`` turns a patch-similarity grid (``Embedder.patch_scores``) into regions of kind
+"dense", an approximation.
 
 Example:
     >>> meta = {"width": 200, "height": 100, "layer_words": [["Quarterly", [10, 10, 60, 20]],
@@ -29,9 +31,10 @@ from typing import Any, Sequence
 
 from .errors import InputError
 
-__all__ = ["regions", "terms", "fold", "stem", "lines_label", "map_box", "crop_box", "MAX_REGIONS"]
+__all__ = ["regions", "patch_regions", "terms", "fold", "stem", "lines_label", "map_box", "crop_box", "MAX_REGIONS"]
 
-MAX_REGIONS = 20  # per result, best first
+MAX_REGIONS = 20  # word regions per result, best first
+DENSE_TOP = 5  # dense regions per result (the most similar patches)
 STOPWORDS = frozenset("a an and are as at be by do for from has have in is it its of on or that the this to was "
                       "were will with".split())
 _WORD = re.compile(r"\w+")
@@ -81,8 +84,22 @@ def regions(query: str | None, metadata: dict[str, Any], modality: str) -> list[
     return found[:MAX_REGIONS]
 
 
+def patch_regions(scores: Any, size: tuple[int, int], turned: int = 1, top: int = DENSE_TOP) -> list[dict[str, Any]]:
+    """The ``top`` cells of a patch-similarity grid (``Embedder.patch_scores``: rows x cols tiling a
+    picture of ``size`` stored pixels) as regions of kind "dense", best first, boxes upright for EXIF
+    orientation ``turned``. An approximation, labelled so (``approximate``)."""
+    rows, cols = len(scores), len(scores[0])
+    cells = sorted(((float(v), r, c) for r, row in enumerate(scores) for c, v in enumerate(row)), reverse=True)
+    w, h = size
+    return [{**_region("dense", "patches", "", round(v, 4), None,
+                       map_box([c * w / cols, r * h / rows, (c + 1) * w / cols, (r + 1) * h / rows], size, size,
+                               turned), _shown(size, turned)), "approximate": True}
+            for v, r, c in cells[:top]]
+
+
 def lines_label(found: Sequence[dict[str, Any]]) -> str:
-    """Where the best regions are, for a printed locator: "line 3", "lines 12-14", "lines 2, 5-6" or ""."""
+    """Where the best word regions are, for a printed locator: "line 3", "lines 12-14", "lines 2, 5-6" or ""."""
+    found = [r for r in found if r["kind"] == "text"]
     if not found:
         return ""
     best = max(r["score"] for r in found)
@@ -105,7 +122,7 @@ def map_box(box: Sequence[float], frame: tuple[int, int], size: tuple[int, int],
     w, h = size
     corners = [_upright(x * sx, y * sy, w, h, turned) for x, y in ((box[0], box[1]), (box[2], box[3]))]
     xs, ys = [c[0] for c in corners], [c[1] for c in corners]
-    out_w, out_h = (h, w) if turned in (5, 6, 7, 8) else (w, h)
+    out_w, out_h = _shown(size, turned)
     return [max(0, round(min(xs))), max(0, round(min(ys))), min(out_w, round(max(xs))), min(out_h, round(max(ys)))]
 
 
@@ -145,7 +162,7 @@ def _matches(words: list[Any], frame: tuple[int, int], wanted: list[str], name: 
         return []
     size = (metadata.get("width") or frame[0], metadata.get("height") or frame[1])
     turned = metadata.get("orientation") or 1
-    shown = (size[1], size[0]) if turned in (5, 6, 7, 8) else size
+    shown = _shown(size, turned)
     lines = _line_numbers([w[1] for w in words])
     keys = [[stem(t) for t in _WORD.findall(fold(str(w[0])))] for w in words]
     hits = [{t for t in k if t in wanted} for k in keys]
@@ -170,13 +187,17 @@ def _matches(words: list[Any], frame: tuple[int, int], wanted: list[str], name: 
             members = [j for j in range(i, end) if lines[j] == line]
             box = [min(words[j][1][0] for j in members), min(words[j][1][1] for j in members),
                    max(words[j][1][2] for j in members), max(words[j][1][3] for j in members)]
-            mapped = map_box(box, frame, size, turned)
-            out.append({"kind": "text", "source": name, "text": " ".join(str(words[j][0]) for j in members),
-                        "score": score, "line": line, "box": mapped,
-                        "norm": [round(mapped[0] / shown[0], 4), round(mapped[1] / shown[1], 4),
-                                 round(mapped[2] / shown[0], 4), round(mapped[3] / shown[1], 4)]})
+            out.append(_region("text", name, " ".join(str(words[j][0]) for j in members), score, line,
+                               map_box(box, frame, size, turned), shown))
         i = end
     return out
+
+
+def _region(kind: str, source: str, text: str, score: float, line: int | None, box: list[int],
+            shown: tuple[int, int]) -> dict[str, Any]:
+    norm = [round(box[0] / shown[0], 4), round(box[1] / shown[1], 4), round(box[2] / shown[0], 4),
+            round(box[3] / shown[1], 4)]
+    return {"kind": kind, "source": source, "text": text, "score": score, "line": line, "box": box, "norm": norm}
 
 
 def _line_numbers(boxes: list[Sequence[float]]) -> list[int]:
@@ -190,6 +211,11 @@ def _line_numbers(boxes: list[Sequence[float]]) -> list[int]:
         numbers.append(line)
         previous = box
     return numbers
+
+
+def _shown(size: tuple[int, int], turned: int) -> tuple[int, int]:
+    """The size of a stored picture shown upright."""
+    return (size[1], size[0]) if turned in (5, 6, 7, 8) else size
 
 
 def _upright(x: float, y: float, w: float, h: float, turned: int) -> tuple[float, float]:

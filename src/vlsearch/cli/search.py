@@ -34,6 +34,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "reranker's); fewer rerank faster (512x32x32 = 524288: about 5x faster)")
     p.add_argument("--moments", action="store_true",
                    help="also find each video result's best few seconds (one embedder forward per window)")
+    p.add_argument("--dense-regions", action="store_true",
+                   help="also mark each page's or image's most query-like patches (an approximation; one embedder "
+                        "forward per result; in-process only)")
     p.add_argument("--json", action="store_true", help="JSON output")
     model_arguments(p)
     resident_arguments(p)
@@ -43,11 +46,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     options = {"image": args.image, "top_k": args.top_k, "candidates": args.candidates, "rerank": not args.no_rerank,
                "where": args.where, "instruction": args.instruction, "like": args.like, "mode": args.mode,
-               "weights": _weights(args.weights), **({"moments": True} if args.moments else {})}
+               "weights": _weights(args.weights), **({"moments": True} if args.moments else {}),
+               **({"dense_regions": True} if args.dense_regions else {})}
     results, served = None, "in-process"
     # the server has its own models: asking for others, or a collection by path, means in-process
     local_only = (args.no_server or not is_name(args.collection) or args.model or args.reranker or args.device
-                  or args.adapter or args.reranker_adapter or args.rerank_pixels)
+                  or args.adapter or args.reranker_adapter or args.rerank_pixels or args.dense_regions)
     server = None if local_only else find(args.server)
     if server is not None:
         from ..integrations.common import RemoteCollection
