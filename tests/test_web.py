@@ -134,7 +134,7 @@ def test_media_serves_crops_of_regions_within_the_same_checks(http):
     for target, params, status, fragment in [
             (url, {"box": "1,2,3"}, 400, "four numbers"), (url, {"box": "5,5,5,9"}, 400, "no pixels"),
             (url, {"region": 3, "query": "revenue"}, 400, "gives 1 regions"), (url, {"region": "x"}, 422, "region"),
-            (url, {"region": 0, "box": "0,0,9,9"}, 400, "not both"),
+            (url, {"region": 0, "box": "0,0,9,9"}, 400, "not both"), (url, {"region": 0}, 400, "needs the query"),
             (f"/v1/collections/web/items/{clip}/media", {"box": "0,0,9,9"}, 400, "only pages")]:
         assert_clean_error(http.get(target, params=params), status, fragment)
     stat = os.stat(pages[0]["source"])

@@ -14,8 +14,8 @@ from stat import S_ISREG
 from typing import Any, BinaryIO, Callable
 
 from fastapi import APIRouter, Request
-from PIL import Image
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from ..catalog import Catalog, check_name
@@ -267,13 +267,16 @@ def item_crop(collections: Collections, name: str, item_id: str, box: str | None
     checks and caps first; the page is rendered at the collection's pixel budget, an image turned upright."""
     if (box is None) == (region is None):
         raise InputError("give a box (x0,y0,x1,y1) or a region number (with the query), not both")
-    handle, _, _ = _media_source(collections, name, item_id)
+    if region is not None and not query:
+        raise InputError("a region number needs the query whose regions it counts")
+    collection = collections.get(name)
+    records = collection.records([item_id]) if _ITEM_ID.match(item_id) else []
+    if records and records[0].modality not in ("pdf_page", "image"):
+        raise InputError(f"item {item_id!r} is a {records[0].modality} item: only pages and images are cropped")
+    handle, _, _ = _media_source(collections, name, item_id)  # 404 unless indexed and unchanged; no links
     with handle:
         data = handle.read()
-    collection = collections.get(name)
-    (record,) = collection.records([item_id])
-    if record.modality not in ("pdf_page", "image"):
-        raise InputError(f"item {item_id!r} is a {record.modality} item: only pages and images are cropped")
+    record = records[0]
     if region is not None:
         found = find_regions(query, record.metadata, record.modality)
         if not 0 <= region < len(found):
