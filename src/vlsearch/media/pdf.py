@@ -205,29 +205,31 @@ def _render(page: Any, name: str, number: int, count: int, max_pixels: int, min_
 
 def _words(textpage: Any, posconv: Any) -> list[list[Any]]:
     """The words of a text page (runs of characters between spaces and line breaks), each with the
-    union of its characters' font boxes mapped to bitmap pixels (PDFium's own page-to-device mapping:
-    crop box, rotation and scale as rendered)."""
+    union of its characters' font boxes in bitmap pixels. PDFium's own page-to-device mapping (crop
+    box, rotation and scale as rendered) is affine: it is read once, at three points, and applied here."""
+    import ctypes
+
     import pypdfium2.raw as raw
 
+    far = 10_000.0  # pixels are integers: measure the transform over a long distance
+    (ex, ey), (ax, ay), (cx, cy) = (posconv.to_bitmap(x, y) for x, y in ((0, 0), (far, 0), (0, far)))
+    a, b, c, d = (ax - ex) / far, (ay - ey) / far, (cx - ex) / far, (cy - ey) / far
     words: list[list[Any]] = []
     chars: list[str] = []
     box = [math.inf, math.inf, -math.inf, -math.inf]
-
-    def close() -> None:
-        if chars and box[0] < box[2]:
-            words.append(["".join(chars), list(box)])
-        chars.clear()
-        box[:] = [math.inf, math.inf, -math.inf, -math.inf]
-
-    for index in range(textpage.count_chars()):
-        char = chr(raw.FPDFText_GetUnicode(textpage, index) or 32)
+    rect, count = raw.FS_RECTF(), textpage.count_chars()
+    for index in range(count + 1):  # one past the end: a space, closing the last word
+        char = chr(raw.FPDFText_GetUnicode(textpage, index) or 32) if index < count else " "
         if char.isspace() or not char.isprintable():
-            close()
+            if chars and box[0] < box[2]:
+                words.append(["".join(chars), [math.floor(box[0]), math.floor(box[1]), math.ceil(box[2]),
+                                               math.ceil(box[3])]])
+            chars, box = [], [math.inf, math.inf, -math.inf, -math.inf]
             continue
-        left, bottom, right, top = textpage.get_charbox(index, loose=True)
-        for x, y in ((left, bottom), (right, top)):
-            px, py = posconv.to_bitmap(x, y)
-            box[:] = [min(box[0], px), min(box[1], py), max(box[2], px), max(box[3], py)]
+        if not raw.FPDFText_GetLooseCharBox(textpage, index, ctypes.byref(rect)):
+            continue
+        for x, y in ((rect.left, rect.bottom), (rect.right, rect.top)):
+            px, py = a * x + c * y + ex, b * x + d * y + ey
+            box = [min(box[0], px), min(box[1], py), max(box[2], px), max(box[3], py)]
         chars.append(char)
-    close()
     return words
