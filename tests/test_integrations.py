@@ -214,6 +214,25 @@ class TestLangChainEmbeddingsServed(ServedOrLocal, EmbeddingsIntegrationTests):
     served = True
 
 
+def test_adapters_carry_the_regions_locally_and_over_a_server(server, collection):
+    pytest.importorskip("langchain_core")
+    pytest.importorskip("llama_index.core")
+    from vlsearch.integrations.langchain import VlsearchRetriever as LangChainRetriever
+    from vlsearch.integrations.llamaindex import VlsearchRetriever as LlamaIndexRetriever
+
+    options = {"top_k": 6, "rerank": False}
+    want = {r.id: r.regions for r in collection.search("quarterly revenue", **options)}
+    assert any(want.values())
+    for retriever in (LangChainRetriever(collection=collection, **options),
+                      LangChainRetriever(collection=NAME, url=server.url, api_key=KEY, **options)):
+        docs = retriever.invoke("quarterly revenue")
+        assert {d.id: d.metadata.get("regions", []) for d in docs} == want
+    hits = LlamaIndexRetriever(NAME, url=server.url, api_key=KEY, **options).retrieve("quarterly revenue")
+    assert {h.node.node_id: h.node.metadata.get("regions", []) for h in hits} == want
+    page = next(h.node.metadata for h in hits if h.node.metadata["modality"] == "pdf_page")
+    assert page["regions"][0]["text"] == "Quarterly revenue" and page["regions"][0]["kind"] == "text"
+
+
 # ---------------------------------------------------------------- LlamaIndex
 
 def test_llamaindex_retriever_gives_text_and_image_nodes(server, collection, indexed):

@@ -15,12 +15,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "vlsearch"
 #: bottom to top; a component may import its own modules and those of lower layers only
 LAYERS: list[set[str]] = [
     {"errors", "version"},
-    {"files", "items", "locator", "testing"},
+    {"files", "items", "locator", "testing", "grounding"},
     {"media"},
     {"wire"},
     {"models", "stores"},
     {"ingest"},
-    {"catalog"},
+    {"catalog", "moments"},
     {"collection", "remote"},
     {"watch"},
     {"server", "eval", "integrations"},

@@ -153,6 +153,31 @@ def test_image_search_and_get_item(mcp_url, collection, indexed):
     assert not images(text) and texts(text)[0].endswith(chunk.text)
 
 
+def test_search_regions_and_get_item_crops(mcp_url, collection):
+    """Search results carry the query's regions; get_item shows just a region's crop, at its size."""
+    query = "quarterly revenue"
+
+    async def calls(client):
+        found = await client.call_tool("search", {"collection": NAME, "query": query, "rerank": False,
+                                                  "mode": "lexical", "top_k": 2, "thumbnails": False})
+        page = found.structured_content["results"][0]
+        crops = [await client.call_tool("get_item", {"collection": NAME, "id": page["id"], **args}) for args in (
+            {"region": 0, "query": query}, {"box": "0,0,40,30"}, {"region": 5, "query": query},
+            {"box": "1,2,3"}, {"region": 0, "box": "0,0,4,4", "query": query})]
+        return found, page, crops
+
+    found, page, (region, box, beyond, malformed, both) = call_all(mcp_url, calls)
+    assert page["modality"] == "pdf_page" and page["regions"][0]["text"] == "Quarterly revenue"
+    assert "query words at: line 1, 1 regions" in texts(found)[1]
+    (crop,) = images(region)
+    x0, y0, x1, y1 = page["regions"][0]["box"]
+    assert crop.size == (x1 - x0, y1 - y0) and "crop: " in texts(region)[0]
+    assert images(box)[0].size == (40, 30)
+    assert beyond.is_error and "region: region 5: the query 'quarterly revenue' gives 1 regions" in texts(beyond)[0]
+    assert malformed.is_error and "box: box must be four numbers" in texts(malformed)[0]
+    assert both.is_error and "not both" in texts(both)[0]
+
+
 def test_bad_arguments_are_tool_errors_naming_the_argument(mcp_url):
     huge = data_uri(os.urandom(300_000))
     big = data_uri(png_bytes(1200, 1000))  # under the byte cap, over the pixel cap

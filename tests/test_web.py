@@ -4,6 +4,7 @@ only sources the collection indexed, behind the API key)."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -108,6 +109,42 @@ def test_media_refuses_unknown_foreign_text_and_changed_items(http, corpus):
     assert http.get(f"/v1/collections/web/items/{clip['id']}/media").status_code == 200
 
 
+def test_media_serves_crops_of_regions_within_the_same_checks(http):
+    from PIL import Image
+
+    found = http.post("/v1/collections/web/search", json={"query": "quarterly revenue", "rerank": False, "top_k": 50,
+                                                          "where": "modality = 'pdf_page'", "thumbnails": False})
+    pages = sorted(found.json()["results"], key=lambda r: r["page"])
+    region = pages[0]["regions"][0]
+    assert region["text"] == "Quarterly revenue" and region["kind"] == "text" and 0 < region["norm"][0] < 1
+    url = f"/v1/collections/web/items/{pages[0]['id']}/media"
+    by_index = http.get(url, params={"region": 0, "query": "quarterly revenue"})
+    by_box = http.get(url, params={"box": ",".join(map(str, region["box"]))})
+    assert by_index.status_code == by_box.status_code == 200 and by_index.content == by_box.content
+    assert by_box.headers["content-type"] == "image/png" and by_box.headers["x-content-type-options"] == "nosniff"
+    crop = Image.open(io.BytesIO(by_box.content))
+    x0, y0, x1, y1 = region["box"]
+    assert crop.size == (x1 - x0, y1 - y0) and min(crop.convert("L").getextrema()) < 100  # the words' ink
+    whole = Image.open(io.BytesIO(http.get(url, params={"box": "-50,-50,99999,99999"}).content))
+    assert whole.size == (pages[0]["metadata"]["width"], pages[0]["metadata"]["height"])  # kept inside the page
+    picture = items(http, "web", "modality = 'image'")[0]["id"]
+    small = http.get(f"/v1/collections/web/items/{picture}/media", params={"box": "10,20,50,60"})
+    assert Image.open(io.BytesIO(small.content)).size == (40, 40)
+    clip = items(http, "web", "modality = 'video'")[0]["id"]
+    for target, params, status, fragment in [
+            (url, {"box": "1,2,3"}, 400, "four numbers"), (url, {"box": "5,5,5,9"}, 400, "no pixels"),
+            (url, {"region": 3, "query": "revenue"}, 400, "gives 1 regions"), (url, {"region": "x"}, 422, "region"),
+            (url, {"region": 0, "box": "0,0,9,9"}, 400, "not both"), (url, {"region": 0}, 400, "needs the query"),
+            (f"/v1/collections/web/items/{clip}/media", {"box": "0,0,9,9"}, 400, "only pages")]:
+        assert_clean_error(http.get(target, params=params), status, fragment)
+    stat = os.stat(pages[0]["source"])
+    try:
+        os.utime(pages[0]["source"], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched since indexing
+        assert_clean_error(http.get(url, params={"box": "0,0,9,9"}), 404, "changed")
+    finally:
+        os.utime(pages[0]["source"], ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 def test_media_needs_the_api_key(embedder_path, tmp_path, corpus):
     config = ServerConfig(model=str(embedder_path), no_reranker=True, home=tmp_path / "home", api_keys=(KEY,),
                           ingest_workers=0)
@@ -177,7 +214,7 @@ def test_search_shows_cards_scores_and_errors(page):
                                        for i in range(6))
     assert page.locator("#results img").evaluate_all("imgs => imgs.every(i => i.complete && i.naturalWidth > 0)")
     locators = page.locator("#results .locator").all_text_contents()
-    assert {"page 1", "page 2", "0:00 – 0:02", "0:02 – 0:04", "0:04 – 0:06"} == set(locators)
+    assert {"page 1, line 1", "page 2, line 1", "0:00 – 0:02", "0:02 – 0:04", "0:04 – 0:06"} == set(locators)
     assert set(page.locator("#results .source").all_text_contents()) == {"notes.txt", "picture.png", "report.pdf",
                                                                          "clip.webm"}
     assert page.locator(".vector-score").count() == 7 and page.locator(".rerank-score").count() == 7
@@ -216,6 +253,22 @@ def test_search_modes_and_highlighted_words(page):
     assert page.locator("#results .card img[src=x]").count() == 0  # the query is text, never markup
 
 
+def test_regions_are_drawn_over_the_page_and_link_to_their_crops(page):
+    page.uncheck("#rerank")
+    run_search(page, query="quarterly revenue", where="modality = 'pdf_page'")
+    cards = page.locator(".card[data-modality=pdf_page]")
+    assert cards.count() == 2 and set(page.locator("#results .locator").all_text_contents()) == {
+        "page 1, line 1", "page 2, line 1"}
+    region = cards.first.locator(".region")
+    assert region.count() == 1 and "Quarterly revenue" in region.get_attribute("title")
+    box, img = region.bounding_box(), cards.first.locator(".thumb img").bounding_box()
+    assert img["x"] <= box["x"] and box["x"] + box["width"] <= img["x"] + img["width"] + 1
+    assert img["y"] <= box["y"] and box["y"] + box["height"] <= img["y"] + img["height"] + 1
+    assert box["width"] > 3 * box["height"] > 0  # a line of words, drawn where the thumbnail has them
+    crop = page.request.get(region.get_attribute("href"))
+    assert crop.status == 200 and crop.headers["content-type"] == "image/png"
+
+
 def test_video_result_plays_from_its_start(page):
     run_search(page, query="a clip", where="modality = 'video' AND start >= 2", top_k="10")
     statuses: list[int] = []
@@ -230,6 +283,30 @@ def test_video_result_plays_from_its_start(page):
     assert "0:02 – 0:04" in page.text_content("#player-title")
     page.keyboard.press("Escape")
     assert not page.locator("#player").is_visible()
+
+
+def test_video_result_plays_from_its_moment(page):
+    """With "Moments" on, the request asks for them and the player seeks to the moment the server gives
+    (here a moment set inside the segment, as a longer segment would have one)."""
+    sent: list[dict] = []
+
+    def with_moment(route):
+        sent.append(route.request.post_data_json)
+        answer = route.fetch().json()
+        for r in answer["results"]:
+            r["moment"] = {"start": r["start"] + 1.0, "end": r["start"] + 1.8, "score": 0.5}
+        route.fulfill(json=answer)
+
+    page.route("**/v1/collections/web/search", with_moment)
+    page.check("#moments")
+    run_search(page, query="a clip", where="modality = 'video' AND start >= 2", top_k="10")
+    assert sent[-1]["moments"] is True
+    card = page.locator(".card[data-modality=video]", has_text="0:02 – 0:04, best 0:03 – 0:03.8")
+    card.get_by_role("button", name=re.compile("^Play clip.webm from 0:03")).click()
+    page.wait_for_function("() => document.querySelector('#player-video').readyState >= 1", timeout=15000)
+    time_now = page.evaluate("document.querySelector('#player-video').currentTime")
+    assert 3.0 - 0.05 <= time_now <= 3.0 + 0.8, time_now
+    assert "0:03 – 0:03.8" in page.text_content("#player-title")
 
 
 def test_upload_shows_progress_and_failures_then_image_search(page, corpus, http):

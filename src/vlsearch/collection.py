@@ -22,6 +22,8 @@ import numpy as np
 from .catalog import Catalog
 from .errors import InputError, MediaError, StoreError, VlsearchError
 from .files import private_dir
+from .grounding import patch_regions
+from .grounding import regions as find_regions
 from .ingest import ExtractOptions, discover, extract_all
 from .ingest.discover import Found
 from .ingest.workers import default_workers
@@ -38,6 +40,7 @@ from .locator import Located, Locator
 from .models.contract import QUERY_INSTRUCTION, EmbedderLike, RerankerLike
 from .models.loading import embedder_name, is_remote, load_embedder, load_reranker, reranker_name
 from .models.reranker import Reranker
+from .moments import best_moment
 from .stores import FileEntry, Hit, Record, VectorStore, open_store
 from .stores.filters import parse as parse_filter
 from .version import __version__
@@ -75,6 +78,8 @@ class Result(Located):
     metadata: dict[str, Any] = field(default_factory=dict)
     note: str = ""
     lexical_score: float | None = None
+    regions: list[dict[str, Any]] = field(default_factory=list)  # where the query's words are (``grounding``)
+    moment: dict[str, Any] | None = None  # a video's best few seconds, when asked for (``moments``)
 
     @classmethod
     def of(cls, hit: Hit, lexical: bool = False) -> Result:
@@ -84,11 +89,14 @@ class Result(Located):
 
     def to_dict(self, thumbnail: bool = False) -> dict[str, Any]:
         """The result as JSON: the locator's fields flattened (``modality``, ``page``, ``start``, ``end``);
-        the thumbnail as a data URI when asked for, else None."""
+        the thumbnail as a data URI when asked for, else None; the metadata without a page's text-layer
+        word boxes (hundreds of them; ``regions`` carry those that matter)."""
         out = {"rank": self.rank, "id": self.id, "score": self.score, "vector_score": self.vector_score,
                "lexical_score": self.lexical_score, "rerank_score": self.rerank_score, "source": self.source,
                "modality": self.modality, "page": self.page, "start": self.start, "end": self.end, "text": self.text,
-               "thumbnail": None, "metadata": self.metadata, "note": self.note}
+               "thumbnail": None, "metadata": {k: v for k, v in self.metadata.items() if k != "layer_words"},
+               "note": self.note, "regions": self.regions,
+               "moment": self.moment}
         if thumbnail and self.thumbnail:
             import base64
 
@@ -386,7 +394,8 @@ class Collection:
     def search(self, query: str | None = None, *, image: Any = None, top_k: int = 10, candidates: int = 50,
                rerank: bool = True, where: str | None = None, instruction: str | None = None,
                like: str | None = None, mode: str | None = None,
-               weights: tuple[float, float] = (1.0, 1.0)) -> list[Result]:
+               weights: tuple[float, float] = (1.0, 1.0), moments: bool = False,
+               dense_regions: bool = False) -> list[Result]:
         """Two-stage search: candidates by vector and/or by words, then the reranker on them.
 
         Args:
@@ -403,6 +412,11 @@ class Collection:
                 names) or "hybrid" (both, fused by reciprocal rank); default: hybrid when the
                 query has words and the collection has text, else dense.
             weights: (dense, lexical) weights of the fusion.
+            moments: also find each video result's best few seconds (``Result.moment``), at one
+                embedder forward per window of its segment.
+            dense_regions: also add each page's or image's most query-like patches to its regions
+                (kind "dense", an approximation), at one embedder forward per result; a local
+                embedding model only.
         """
         if top_k < 1 or candidates < 1:
             raise InputError("top_k and candidates must be >= 1")
@@ -434,7 +448,46 @@ class Collection:
             self._rerank(query_item, results, [records[r.id] for r in results], instruction)
         for rank, result in enumerate(results[:top_k], 1):
             result.rank = rank
+            result.regions = find_regions(query, result.metadata, result.modality)
+        query_vector = query_item if vector is None else vector
+        if dense_regions:
+            self._dense_regions(results[:top_k], query_vector)
+        if moments:
+            self._moments(results[:top_k], query_vector)
         return results[:top_k]
+
+    def _query_vector(self, query: Any) -> Any:
+        """The query's vector: as given, or for a query item (a lexical search has none yet) embedded now."""
+        return self.embedder.embed([query], dim=self.dim)[0] if isinstance(query, Item) else query
+
+    def _dense_regions(self, results: list[Result], query: Any) -> None:
+        """Each page's or image's most query-like patches (``Embedder.patch_scores``), after its word
+        regions; none for an item whose source is gone or changed."""
+        pictures = [r for r in results if r.modality in ("pdf_page", "image")]
+        scorer = getattr(self.embedder, "patch_scores", None)
+        if pictures and scorer is None:
+            raise InputError("dense regions need a local embedding model, not a model server")
+        query = self._query_vector(query) if pictures else query
+        records = {r.id: r for r in self.store.get([r.id for r in pictures])}
+        for result in pictures:
+            item, note = self._item_of(records[result.id])
+            if not note and item.image is not None:
+                result.regions += patch_regions(scorer(item, query), item.image.size,  # type: ignore[misc, union-attr]
+                                                result.metadata.get("orientation", 1))
+
+    def _moments(self, results: list[Result], query: Any) -> None:
+        """Each video result's best window (``moments.best_moment``), from its rebuilt frames (through
+        the cache of rebuilt items); none for a segment whose source is gone or changed."""
+        videos = [r for r in results if r.modality == "video"]
+        if not videos:
+            return
+        query = self._query_vector(query)
+        records = {r.id: r for r in self.store.get([r.id for r in videos])}
+        for result in videos:
+            item, note = self._item_of(records[result.id])
+            if not note and isinstance(item.video, list):
+                result.moment = best_moment(self.embedder, query, item.video, item.fps or 1.0, result.start or 0.0,
+                                            result.end or 0.0, result.metadata.get("frame_times"), dim=self.dim)
 
     def _liked(self, like: str | None) -> Record | None:
         if like is None:

@@ -7,6 +7,7 @@ import json
 import sys
 
 from ..errors import InputError, ServerUnreachable
+from ..grounding import lines_label
 from .common import command, is_name, model_arguments, model_options, resident_arguments, shown
 from .resident import find
 
@@ -31,6 +32,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--rerank-pixels", type=int, metavar="N",
                    help="the most pixels of a page or image as the reranker sees it (default 1843200, the official "
                         "reranker's); fewer rerank faster (512x32x32 = 524288: about 5x faster)")
+    p.add_argument("--moments", action="store_true",
+                   help="also find each video result's best few seconds (one embedder forward per window)")
+    p.add_argument("--dense-regions", action="store_true",
+                   help="also mark each page's or image's most query-like patches (an approximation; one embedder "
+                        "forward per result; in-process only)")
     p.add_argument("--json", action="store_true", help="JSON output")
     model_arguments(p)
     resident_arguments(p)
@@ -40,11 +46,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     options = {"image": args.image, "top_k": args.top_k, "candidates": args.candidates, "rerank": not args.no_rerank,
                "where": args.where, "instruction": args.instruction, "like": args.like, "mode": args.mode,
-               "weights": _weights(args.weights)}
+               "weights": _weights(args.weights), **({"moments": True} if args.moments else {}),
+               **({"dense_regions": True} if args.dense_regions else {})}
     results, served = None, "in-process"
     # the server has its own models: asking for others, or a collection by path, means in-process
     local_only = (args.no_server or not is_name(args.collection) or args.model or args.reranker or args.device
-                  or args.adapter or args.reranker_adapter or args.rerank_pixels)
+                  or args.adapter or args.reranker_adapter or args.rerank_pixels or args.dense_regions)
     server = None if local_only else find(args.server)
     if server is not None:
         from ..integrations.common import RemoteCollection
@@ -71,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     for r in results:
         where = f"p.{r.page}" if r.page is not None else (
             f"{_clock(r.start)}-{_clock(r.end)}" if r.start is not None else "")
+        moment = f"moment {_clock(r.moment['start'])}-{_clock(r.moment['end'])}" if r.moment else ""
+        where = ", ".join(part for part in (where, lines_label(r.regions), moment) if part)  # "p.3, lines 12-14"
         snippet = " ".join(r.text.split())[:100]
         scores = f"{r.score:.3f}" + "".join(f" ({name} {value:.3f})" for name, value in (
             ("vector", r.vector_score), ("bm25", r.lexical_score)) if value is not None and value != r.score)

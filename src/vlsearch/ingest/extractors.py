@@ -28,7 +28,7 @@ from PIL import Image
 from ..errors import InputError, MediaError, VlsearchError
 from ..items import Item
 from ..locator import Located, Locator
-from ..media.images import MediaLimits, NamedFile, describe, load_image, read_source
+from ..media.images import MediaLimits, NamedFile, describe, load_image, orientation, read_source, upright
 from ..media.pdf import PdfPage, page_count, render_pages
 from ..media.video import VideoInfo, probe
 from .archives import ArchiveLimits
@@ -40,11 +40,13 @@ from .text import chunk_text, html_to_text
 from .video_frames import Segment, decode_segments
 
 __all__ = ["Piece", "Part", "ExtractOptions", "plan_parts", "extract_part", "extract", "iter_extract",
-           "piece_item", "plan_segments", "chunk_text", "html_to_text", "thumbnail_jpeg", "to_rgb"]
+           "piece_item", "picture", "plan_segments", "chunk_text", "html_to_text", "thumbnail_jpeg", "to_rgb"]
 
 THUMBNAIL_SIDE = 256
 PDFIUM = threading.Lock()  # one PDFium call at a time in a process (extraction workers are processes)
 _ID_TOLERANCE = 5e-4  # record ids give segment times to the millisecond
+#: text-layer words kept with a page for regions (about 30 kB of metadata; Milvus takes 64 kB a record)
+MAX_LAYER_WORDS = 1000
 
 
 @dataclass
@@ -287,13 +289,9 @@ def piece_item(source: str, locator: Locator, options: ExtractOptions | None = N
             if page is None:
                 raise InputError(f"{name}: a pdf_page piece needs its page number")
             document = _as_pdf(source, readable, o) if kind_of(source) == "office" else readable
-            with PDFIUM:  # PDFium is not thread-safe: searches reranking at once take turns
-                pages = render_pages(document, max_pixels=o.max_pixels, min_pixels=o.min_pixels,  # type: ignore[arg-type]
-                                     max_pages=o.max_pages, limits=o.limits, first=page, last=page)
-                with closing(pages):
-                    return Item(image=next(pages).image)
+            return Item(image=_page_image(document, page, o))
         if modality == "image":
-            return Item(image=to_rgb(load_image(readable, o.limits)))
+            return Item(image=picture(readable, locator, o))
         if modality == "video":
             if start is None or end is None:
                 raise InputError(f"{name}: a video piece needs its start and end")
@@ -307,6 +305,30 @@ def piece_item(source: str, locator: Locator, options: ExtractOptions | None = N
                                                    max_pixels=o.video_max_pixels, limits=o.limits)
             return Item(video=frames, fps=segment.fps)
         raise InputError(f"{name}: unknown modality {modality!r}")
+
+
+def picture(readable: str | NamedFile, locator: Locator, options: ExtractOptions) -> Image.Image:
+    """The pixels of a page or image as embedded, from its source: the PDF page rendered at the layout's
+    pixel budget, the image as stored (regions give its boxes upright: ``media.images.upright``).
+
+    Raises:
+        InputError: not a PDF page or an image.
+        MediaError: the source cannot be read, or breaks a cap.
+    """
+    with _Errors(describe(readable)):
+        if locator.modality == "pdf_page" and locator.page is not None:
+            return _page_image(readable, locator.page, options)
+        if locator.modality == "image":
+            return to_rgb(load_image(readable, options.limits))
+    raise InputError(f"{describe(readable)}: a {locator.modality} item has no picture to crop")
+
+
+def _page_image(document: str | NamedFile, page: int, o: ExtractOptions) -> Image.Image:
+    with PDFIUM:  # PDFium is not thread-safe: searches reranking at once take turns
+        pages = render_pages(document, max_pixels=o.max_pixels, min_pixels=o.min_pixels,  # type: ignore[arg-type]
+                             max_pages=o.max_pages, limits=o.limits, first=page, last=page)
+        with closing(pages):
+            return next(pages).image
 
 
 def _readable(source: str, o: ExtractOptions, digest: str | None = None) -> Any:
@@ -414,8 +436,9 @@ def _pdf_piece(path: str, digest: str, page: PdfPage, o: ExtractOptions) -> Piec
     layer = page.text if usable_text_layer(page.text) else ""
     read, found = _ocr(page.image, o, o.ocr == "always" or (o.ocr == "auto" and not layer))
     text = "\n".join(t for t in (layer or page.text.strip(), read) if t)
+    words = {"layer_words": page.words[:MAX_LAYER_WORDS]} if layer and page.words else {}  # pixels as rendered
     return _piece(path, digest, Locator("pdf_page", page=page.number), item=Item(image=page.image), text=text,
-                  thumbnail=thumbnail_jpeg(page.image), **found, page_count=page.count,
+                  thumbnail=thumbnail_jpeg(page.image), **found, **words, page_count=page.count,
                   width=page.image.width, height=page.image.height, scale=page.scale)
 
 
@@ -423,8 +446,11 @@ def _image_part(part: Part, readable: str | NamedFile, o: ExtractOptions) -> Ite
     loaded = load_image(readable, o.limits)  # size and decompression-bomb checks, first frame of animations
     image = to_rgb(loaded)
     text, found = _ocr(image, o, o.ocr != "never")
-    yield _piece(part.path, part.content_hash, Locator("image"), item=Item(image=image), text=text, **found,
-                 thumbnail=thumbnail_jpeg(image), width=image.width, height=image.height, format=loaded.format,
+    turned = orientation(loaded)  # the thumbnail upright, as viewers show the file; regions map to it
+    shown = {"orientation": turned} if turned != 1 else {}
+    yield _piece(part.path, part.content_hash, Locator("image"), item=Item(image=image), text=text, **found, **shown,
+                 thumbnail=thumbnail_jpeg(upright(image, turned)),
+                 width=image.width, height=image.height, format=loaded.format,
                  mode=loaded.mode, frames=getattr(loaded, "n_frames", 1))
 
 

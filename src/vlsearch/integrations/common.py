@@ -24,7 +24,7 @@ from ..wire import data_uri
 
 #: the metadata of a result, in this order (absent values are left out)
 METADATA_KEYS = ("id", "source", "modality", "page", "start", "end", "rank", "score", "vector_score",
-                 "lexical_score", "rerank_score", "note")
+                 "lexical_score", "rerank_score", "note", "regions", "moment")
 
 
 class RemoteCollection:
@@ -50,12 +50,12 @@ class RemoteCollection:
     def search(self, query: str | None = None, *, image: Any = None, top_k: int = 10, candidates: int = 50,
                rerank: bool | None = None, where: str | None = None, instruction: str | None = None,
                like: str | None = None, thumbnails: bool = True, mode: str | None = None,
-               weights: tuple[float, float] = (1.0, 1.0)) -> list[Result]:
+               weights: tuple[float, float] = (1.0, 1.0), moments: bool = False) -> list[Result]:
         """The server's two-stage search (``rerank`` None: when the server has a reranker). ``image``:
         a path, bytes, PIL image, data URI or URL (local media are sent inline)."""
         body: dict[str, Any] = {"query": query, "top_k": top_k, "candidates": candidates, "rerank": rerank,
                                 "where": where, "instruction": instruction, "like": like, "thumbnails": thumbnails,
-                                "mode": mode, "weights": list(weights)}
+                                "mode": mode, "weights": list(weights), "moments": moments or None}
         if image is not None:
             try:
                 body["image"] = data_uri(image, self.limits, "image")
@@ -76,7 +76,8 @@ def result_from_json(data: dict[str, Any]) -> Result:
     return Result(data["rank"], data["id"], data["score"], data["vector_score"], data.get("rerank_score"),
                   data["source"], locator, data.get("text") or "",
                   base64.b64decode(thumbnail.partition(",")[2]) if thumbnail else None,
-                  data.get("metadata") or {}, data.get("note") or "", data.get("lexical_score"))
+                  data.get("metadata") or {}, data.get("note") or "", data.get("lexical_score"),
+                  data.get("regions") or [], data.get("moment"))
 
 
 def open_searcher(collection: Any, url: str | None = None, api_key: str | None = None) -> Any:
@@ -105,7 +106,7 @@ def result_metadata(result: Result, thumbnail: bool = True) -> dict[str, Any]:
     """A result's place and scores as flat metadata (``METADATA_KEYS``, no None values), and its
     thumbnail as a JPEG data URI when asked and present."""
     data = result.to_dict(thumbnail=thumbnail)
-    meta = {key: data[key] for key in METADATA_KEYS if data.get(key) not in (None, "")}
+    meta = {key: data[key] for key in METADATA_KEYS if data.get(key) not in (None, "", [])}
     if data.get("thumbnail"):
         meta["thumbnail"] = data["thumbnail"]
     return meta

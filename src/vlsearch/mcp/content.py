@@ -12,6 +12,7 @@ from mcp.types import CallToolResult, ImageContent, TextContent
 from PIL import Image
 
 from ..collection import Result
+from ..grounding import lines_label
 from ..ingest.extractors import to_rgb
 from ..locator import Located
 
@@ -81,6 +82,8 @@ def search_result(collection: str, results: list[Result], reranked: bool, thumbn
         lines = [f"#{r.rank} {scores(r)}", f"source: {place(r, r.source)}", f"modality: {r.modality}; id: {r.id}"]
         lines += [f"text: {snippet}"] if snippet else []
         lines += [f"note: {r.note}"] if r.note else []
+        lines += [f"query words at: {lines_label(r.regions)}, {len(r.regions)} regions (get_item with a region "
+                  "and the query shows just that crop)"] if r.regions else []
         blocks.append(text("\n".join(lines)))
         if thumbnails and r.thumbnail:
             blocks.append(jpeg(r.thumbnail))

@@ -28,7 +28,7 @@ from ..errors import InputError, VlsearchError
 from ..items import Item
 from ..media.images import load_image
 from ..models.qwen3vl import load_item
-from ..server.collections import Collections, submit_paths
+from ..server.collections import Collections, item_crop, submit_paths
 from ..server.config import ServerConfig
 from ..server.errors import APIError, scrub
 from ..server.inputs import SourceGuard
@@ -141,19 +141,27 @@ class Tools:
                                     where=where, instruction=instruction, like=like, mode=mode)
         return search_result(collection, results, rerank and bool(results), thumbnails)
 
-    def get_item(self, collection: str, id: str, frames: int) -> CallToolResult:  # noqa: A002 - the tool's API
+    def get_item(self, collection: str, id: str, frames: int, box: str | None = None,  # noqa: A002 - the tool's API
+                 region: int | None = None, query: str | None = None) -> CallToolResult:
         target = self.collection(collection)
         with argument("id"):
             records = target.records([id])
         if not records:
             raise ToolError(f"id: no item {id!r} in collection {collection!r}")
         record = records[0]
-        with argument("id"):
-            item, note = target.model_input(record)
         lines = [f"source: {place(record, record.source)}", f"modality: {record.modality}; id: {record.id}"]
         blocks: list[Any] = []
         shown: list[float] = []
-        if note:
+        item, note = None, ""
+        if box is None and region is None:
+            with argument("id"):
+                item, note = target.model_input(record)
+        if item is None:  # a crop only: fewer image tokens than the whole page
+            with argument("region" if region is not None else "box"):
+                crop = item_crop(self.collections, collection, id, box, region, query)
+            lines.append(f"crop: {crop.width}x{crop.height} pixels of the source")
+            blocks.append(image_jpeg(crop))
+        elif note:
             lines.append(f"note: {note}")
             blocks.append(jpeg(record.thumbnail) if record.thumbnail else text("(no image)"))
         elif record.modality == "video":
@@ -252,10 +260,18 @@ def create_mcp_server(config: ServerConfig | None = None, *, models: Models | No
             collection: CollectionName,
             id: Annotated[str, Field(description="the item id from a search result")],  # noqa: A002
             frames: Annotated[int, Field(ge=1, le=MAX_FRAMES, description="video frames shown")] = 4,
+            box: Annotated[str | None, Field(description="show only this crop of a page or image: x0,y0,x1,y1 "
+                                                         "in the pixels of its regions (a search result's "
+                                                         "regions[i].box)")] = None,
+            region: Annotated[int | None, Field(ge=0, description="show only the crop of this region of a search "
+                                                                  "result (its index in regions; give the "
+                                                                  "query too)")] = None,
+            query: Annotated[str | None, Field(description="the search query whose regions region counts")] = None,
     ) -> CallToolResult:
         """One item as the model sees it: a PDF page or image at the model's resolution, the text layer or
-        text chunk, or a video segment's time span and a few of its frames."""
-        return await run(tools.get_item, collection, id, frames)
+        text chunk, or a video segment's time span and a few of its frames; or only a crop of a page or
+        image (box, or region with the query), which costs fewer image tokens."""
+        return await run(tools.get_item, collection, id, frames, box, region, query)
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
                                           open_world_hint=False))

@@ -210,3 +210,28 @@ def check_size(name: str, width: int, height: int, limits: MediaLimits) -> None:
     if min(width, height) >= 1 and max(width, height) / min(width, height) > limits.max_aspect_ratio:
         raise MediaError(f"{name}: {width}x{height} is too elongated (aspect ratio "
                          f"{max(width, height) / min(width, height):.0f}, over {limits.max_aspect_ratio:.0f})")
+
+
+#: EXIF orientation (tag 0x0112) -> the transpose that shows the stored pixels upright (as viewers do)
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
+def orientation(image: Image.Image) -> int:
+    """An image's EXIF orientation (1-8; 1, upright, when absent or invalid)."""
+    try:
+        value = image.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - a malformed EXIF block is no orientation
+        return 1
+    return value if value in _UPRIGHT else 1
+
+
+def upright(image: Image.Image, turned: int) -> Image.Image:
+    """The image as viewers show a file with EXIF orientation ``turned``.
+
+    Example:
+        >>> upright(Image.new("RGB", (40, 30)), 6).size
+        (30, 40)
+    """
+    return image.transpose(_UPRIGHT[turned]) if turned in _UPRIGHT else image

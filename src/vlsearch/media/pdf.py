@@ -9,7 +9,7 @@ model sees a document page at the resolution it would keep anyway. Every failure
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -34,6 +34,8 @@ class PdfPage:
         number: 1-based page number.
         count: pages in the document.
         scale: pixels per PDF point used for rendering (1.0 = 72 dpi).
+        words: the text layer's words, ``[text, [x0, y0, x1, y1]]`` in pixels of ``image`` (crop box
+            and page rotation applied, as rendered), in the text layer's order.
     """
 
     image: Image.Image
@@ -41,6 +43,7 @@ class PdfPage:
     number: int
     count: int
     scale: float
+    words: list[list[Any]] = field(default_factory=list)
 
 
 def page_scale(width_pt: float, height_pt: float, max_pixels: int, min_pixels: int) -> float:
@@ -186,16 +189,47 @@ def _render(page: Any, name: str, number: int, count: int, max_pixels: int, min_
             raise MediaError(f"{name}: page {number} has an empty size ({width_pt} x {height_pt} pt)")
         scale = page_scale(width_pt, height_pt, max_pixels, min_pixels)
         bitmap = page.render(scale=scale)
-        try:
-            image = bitmap.to_pil().convert("RGB")  # convert copies out of the bitmap buffer
-        finally:
-            bitmap.close()
         textpage = page.get_textpage()
         try:
+            image = bitmap.to_pil().convert("RGB")  # convert copies out of the bitmap buffer
             text = textpage.get_text_range()
+            words = _words(textpage, bitmap.get_posconv(page))
         finally:
             textpage.close()
+            bitmap.close()
     except pdfium.PdfiumError as exc:
         raise MediaError(f"{name}: page {number} cannot be rendered ({exc})") from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return PdfPage(image=image, text=text, number=number, count=count, scale=scale)
+    return PdfPage(image=image, text=text, number=number, count=count, scale=scale, words=words)
+
+
+def _words(textpage: Any, posconv: Any) -> list[list[Any]]:
+    """The words of a text page (runs of characters between spaces and line breaks), each with the
+    union of its characters' font boxes in bitmap pixels. PDFium's own page-to-device mapping (crop
+    box, rotation and scale as rendered) is affine: it is read once, at three points, and applied here."""
+    import ctypes
+
+    import pypdfium2.raw as raw
+
+    far = 10_000.0  # pixels are integers: measure the transform over a long distance
+    (ex, ey), (ax, ay), (cx, cy) = (posconv.to_bitmap(x, y) for x, y in ((0, 0), (far, 0), (0, far)))
+    a, b, c, d = (ax - ex) / far, (ay - ey) / far, (cx - ex) / far, (cy - ey) / far
+    words: list[list[Any]] = []
+    chars: list[str] = []
+    box = [math.inf, math.inf, -math.inf, -math.inf]
+    rect, count = raw.FS_RECTF(), textpage.count_chars()
+    for index in range(count + 1):  # one past the end: a space, closing the last word
+        char = chr(raw.FPDFText_GetUnicode(textpage, index) or 32) if index < count else " "
+        if char.isspace() or not char.isprintable():
+            if chars and box[0] < box[2]:
+                words.append(["".join(chars), [math.floor(box[0]), math.floor(box[1]), math.ceil(box[2]),
+                                               math.ceil(box[3])]])
+            chars, box = [], [math.inf, math.inf, -math.inf, -math.inf]
+            continue
+        if not raw.FPDFText_GetLooseCharBox(textpage, index, ctypes.byref(rect)):
+            continue
+        for x, y in ((rect.left, rect.bottom), (rect.right, rect.top)):
+            px, py = a * x + c * y + ex, b * x + d * y + ey
+            box = [min(box[0], px), min(box[1], py), max(box[2], px), max(box[3], py)]
+        chars.append(char)
+    return words

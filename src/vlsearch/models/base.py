@@ -166,9 +166,18 @@ class Qwen3VLBase:
 
     def _hidden(self, encoded: Sequence[Encoded]) -> Any:
         """Last-token hidden states of one batch: (B, D), float32, on the device."""
+        from .layout import PackedLayout
+
+        states, prepared = self._last_layer(encoded)
+        if isinstance(prepared.layout, PackedLayout):
+            return last_token_packed(states, prepared.layout.cu_seqlens).float()
+        return last_token(states, prepared.batch["attention_mask"]).float()
+
+    def _last_layer(self, encoded: Sequence[Encoded]) -> tuple[Any, Prepared]:
+        """The last layer's hidden states of one batch (every token), with the batch as prepared."""
         import torch
 
-        from .layout import ROWS, PackedLayout
+        from .layout import ROWS
 
         prepared = Ahead.take(encoded) or self._prepare(encoded)
         token = ROWS.set(prepared.layout)
@@ -178,9 +187,7 @@ class Qwen3VLBase:
         finally:
             ROWS.reset(token)
         self.token_counts.add(sum(len(e) for e in encoded), prepared.computed)
-        if isinstance(prepared.layout, PackedLayout):
-            return last_token_packed(out.last_hidden_state, prepared.layout.cu_seqlens).float()
-        return last_token(out.last_hidden_state, prepared.batch["attention_mask"]).float()
+        return out.last_hidden_state, prepared
 
     def run_encoded(self, encoded: Sequence[Encoded], head: Callable[[Any], Any],
                     on_rows: Callable[[int], None] | None = None) -> list[Any]:

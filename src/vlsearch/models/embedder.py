@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import InputError
 from ..items import Item
 from .base import Qwen3VLBase
 from .contract import EmbedderBase, Precision, check_instruction, loader_options, quantize, truncate_dim
@@ -55,6 +56,30 @@ class Embedder(Qwen3VLBase, EmbedderBase):
         """Length-sorted batches, preprocessing ahead of the model on the pool."""
         return np.stack(self._run(len(items), lambda i: self.encode_item(items[i], instruction), _unit_rows,
                                   progress, "item"))
+
+    def patch_scores(self, item: Item, query: Any) -> np.ndarray:
+        """How much each part of an image resembles ``query`` (a unit vector, or a Matryoshka prefix of
+        one): the cosine of the query with the last layer's state at each image token, one forward of
+        the item. A (rows, cols) grid: one cell per merged patch (2x2 patches of 16 px of the image as
+        the model resized it), tiling the image. An approximation: the model was trained to pool the
+        last token only.
+
+        Raises:
+            InputError: the item is not one image.
+        """
+        import torch
+
+        encoded = self.encode_item(item)
+        grids = encoded.image_grid_thw
+        if grids is None or len(grids) != 1 or encoded.video_grid_thw is not None:
+            raise InputError("patch scores need an item with one image")
+        states, _ = self._last_layer([encoded])
+        image = (encoded.mm_token_type_ids == 1).to(states.device)
+        vector = torch.as_tensor(np.asarray(query, np.float32), device=states.device)
+        cells = torch.nn.functional.normalize(states[0][image].float()[:, : vector.shape[0]], dim=-1) @ vector
+        merge = int(self.processor.image_processor.merge_size)
+        _, height, width = (int(v) for v in grids[0])
+        return cells.cpu().numpy().reshape(height // merge, width // merge)
 
     def embed_encoded(self, encoded: Sequence[Encoded], *, dim: int | None = None,
                       precision: Precision = "float32") -> np.ndarray:

@@ -1,7 +1,8 @@
-"""Collection endpoints: list, describe, search, ingest (uploads or allowed paths), media, jobs."""
+"""Collection endpoints: list, describe, search, ingest (uploads or allowed paths), media and crops, jobs."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -14,14 +15,19 @@ from typing import Any, BinaryIO, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from ..catalog import Catalog, check_name
 from ..collection import Collection
 from ..errors import InputError, StoreError, VlsearchError
 from ..files import atomic_write, open_without_links, private_dir
+from ..grounding import crop_box
+from ..grounding import regions as find_regions
+from ..ingest.extractors import picture
 from ..ingest.sources import is_local, spool, under
 from ..items import Item
+from ..media.images import NamedFile, upright
 from ..watch import Changes, apply_changes
 from .config import ServerConfig, display_name
 from .errors import APIError
@@ -38,6 +44,9 @@ MEDIA_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".mkv": "video/x-
                ".avi": "video/x-msvideo", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                ".webp": "image/webp", ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff",
                ".gif": "image/gif", ".pdf": "application/pdf"}
+
+_MEDIA_HEADERS = {"x-content-type-options": "nosniff", "content-security-policy": "sandbox",
+                  "cache-control": "private, max-age=60"}
 
 
 class Collections:
@@ -165,7 +174,7 @@ def build_router(config: ServerConfig, models: Models, collections: Collections,
         def run() -> list[Any]:
             return collection.search(query_text, image=image, top_k=body.top_k, candidates=body.candidates,
                                      rerank=rerank, where=body.where, instruction=body.instruction, like=body.like,
-                                     mode=body.mode, weights=body.weights)
+                                     mode=body.mode, weights=body.weights, moments=body.moments)
 
         results = await run_in_threadpool(run)
         return JSONResponse({"object": "list", "collection": name, "reranked": rerank and bool(results),
@@ -180,7 +189,11 @@ def build_router(config: ServerConfig, models: Models, collections: Collections,
                              "collection": name, "files": len(paths)}, status_code=202)
 
     @router.get("/v1/collections/{name}/items/{item_id}/media")
-    async def media(name: str, item_id: str, request: Request) -> Response:
+    async def media(name: str, item_id: str, request: Request, box: str | None = None, region: int | None = None,
+                    query: str | None = None) -> Response:
+        if box is not None or region is not None:  # a crop of the page or image, as PNG
+            crop = await run_in_threadpool(item_crop, collections, name, item_id, box, region, query)
+            return Response(png(crop), media_type="image/png", headers=_MEDIA_HEADERS)
         handle, size, media_type = await run_in_threadpool(_media_source, collections, name, item_id)
         return _file_response(handle, size, media_type, request.headers.get("range"))
 
@@ -260,12 +273,44 @@ def _media_source(collections: Collections, name: str, item_id: str) -> tuple[Bi
     return handle, stat.st_size, media_type
 
 
+def item_crop(collections: Collections, name: str, item_id: str, box: str | None = None, region: int | None = None,
+              query: str | None = None) -> Image.Image:
+    """A crop of a page or image item: ``box`` ("x0,y0,x1,y1" in the pixels of its regions), or its
+    ``region``-th region for ``query`` (as search gives them). The source passes the media route's
+    checks and caps first; the page is rendered at the collection's pixel budget, an image turned upright."""
+    if (box is None) == (region is None):
+        raise InputError("give a box (x0,y0,x1,y1) or a region number (with the query), not both")
+    if region is not None and not query:
+        raise InputError("a region number needs the query whose regions it counts")
+    collection = collections.get(name)
+    records = collection.records([item_id]) if _ITEM_ID.match(item_id) else []
+    if records and records[0].modality not in ("pdf_page", "image"):
+        raise InputError(f"item {item_id!r} is a {records[0].modality} item: only pages and images are cropped")
+    handle, _, _ = _media_source(collections, name, item_id)  # 404 unless indexed and unchanged; no links
+    with handle:
+        data = handle.read()
+    record = records[0]
+    if region is not None:
+        found = find_regions(query, record.metadata, record.modality)
+        if not 0 <= region < len(found):
+            raise InputError(f"region {region}: the query {query!r} gives {len(found)} regions on item {item_id!r}")
+        box = ",".join(map(str, found[region]["box"]))
+    image = picture(NamedFile(data, record.source), record.locator, collection.extract_options())
+    image = upright(image, record.metadata.get("orientation", 1))
+    return image.crop(crop_box(box, image.size))  # type: ignore[arg-type]
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def _file_response(handle: BinaryIO, size: int, media_type: str, range_header: str | None) -> Response:
     """The open file, or the one byte range asked for (206; 416 when outside the file), streamed
     from that file, which is closed at the end. Several ranges in one header, or a malformed
     one, are answered with the whole file, as RFC 9110 allows."""
-    headers = {"accept-ranges": "bytes", "x-content-type-options": "nosniff",
-               "content-security-policy": "sandbox", "cache-control": "private, max-age=60"}
+    headers = {"accept-ranges": "bytes", **_MEDIA_HEADERS}
     start, end, status = 0, size - 1, 200
     match = _RANGE.match((range_header or "").strip().replace(" ", ""))
     if match and match.group(1) + match.group(2):

@@ -96,6 +96,7 @@ class SearchRequest(_Body):
     mode: Literal["dense", "lexical", "hybrid"] | None = None  # None: hybrid when the collection has text
     weights: tuple[float, float] = (1.0, 1.0)  # dense and lexical weights of the hybrid fusion
     thumbnails: bool = True
+    moments: bool = False  # each video result's best few seconds (extra embedder forwards)
 
 
 class IngestRequest(_Body):

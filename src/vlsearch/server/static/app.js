@@ -4,6 +4,7 @@ const ui = {
   collection: $('#collection'), info: $('#collection-info'), watch: $('#watch-info'), key: $('#api-key'),
   form: $('#search'),
   query: $('#query'), image: $('#query-image'), preview: $('#query-preview'), rerank: $('#rerank'), mode: $('#mode'),
+  moments: $('#moments'),
   topK: $('#top-k'), where: $('#where'), message: $('#message'), summary: $('#summary'), results: $('#results'),
   target: $('#upload-collection'), drop: $('#drop'), files: $('#upload-files'), job: $('#job'),
   progress: $('#job-progress'), jobStatus: $('#job-status'), failures: $('#job-failures'),
@@ -155,6 +156,7 @@ async function search(event) {
   if (queryImage) body.image = queryImage;
   if (ui.where.value.trim()) body.where = ui.where.value.trim();
   if (ui.mode.value) body.mode = ui.mode.value;
+  if (ui.moments.checked) body.moments = true;
   const button = ui.form.querySelector('button[type=submit]');
   button.disabled = true;
   ui.results.setAttribute('aria-busy', 'true');
@@ -190,14 +192,53 @@ function highlighted(tag, className, text, words) {
   return node;
 }
 
+// where the best regions are: "line 3", "lines 12-14", "lines 2, 5-6" (as the CLI prints it)
+function linesLabel(regions = []) {
+  if (!regions.length) return '';
+  const best = Math.max(...regions.map((g) => g.score));
+  const source = regions.find((g) => g.score === best).source;
+  const lines = [...new Set(regions.filter((g) => g.score === best && g.source === source).map((g) => g.line))]
+    .sort((a, b) => a - b);
+  const runs = [];
+  for (const line of lines) {
+    if (runs.length && line === runs.at(-1).at(-1) + 1) runs.at(-1).push(line); else runs.push([line]);
+  }
+  const spans = runs.map((run) => (run.length === 1 ? `${run[0]}` : `${run[0]}-${run.at(-1)}`)).join(', ');
+  return `line${lines.length > 1 ? 's' : ''} ${spans}`;
+}
+
+// the thumbnail with the regions drawn over it (normalised boxes), each a link to its crop
+function grounded(img, r, collection) {
+  const crop = (g) => `/v1/collections/${enc(collection)}/items/${enc(r.id)}/media?box=${g.box.join(',')}`;
+  const boxes = (r.regions || []).map((g, i) => {
+    const link = el('a', { className: 'region', href: crop(g), target: '_blank', rel: 'noopener',
+      title: `${g.text} (line ${g.line}, score ${g.score})`, 'data-region': i,
+      onclick: (event) => { if (ui.key.value.trim()) { event.preventDefault(); openCrop(crop(g)).catch(show); } } });
+    const [x0, y0, x1, y1] = g.norm;
+    Object.assign(link.style, { left: `${x0 * 100}%`, top: `${y0 * 100}%`, width: `${(x1 - x0) * 100}%`,
+      height: `${(y1 - y0) * 100}%` });
+    return link;
+  });
+  return boxes.length ? el('span', { className: 'figure' }, img, ...boxes) : img;
+}
+
+// a crop fetched with the API key (a link cannot send it), shown in a new tab
+async function openCrop(url) {
+  const response = await fetch(url, { headers: authHeaders() });
+  if (!response.ok) throw new Error((await response.json().catch(() => null))?.error?.message || response.statusText);
+  window.open(URL.createObjectURL(await response.blob()), '_blank', 'noopener');
+}
+
 function card(r, collection, words = []) {
   const name = shownName(r.source);
-  const locator = r.page != null ? `page ${r.page}`
-    : r.start != null ? `${clock(r.start)} – ${clock(r.end)}` : '';
-  const picture = r.thumbnail ? el('img', { src: r.thumbnail, alt: `${name} ${locator}`.trim() })
+  const locator = r.page != null ? [`page ${r.page}`, linesLabel(r.regions)].filter(Boolean).join(', ')
+    : r.start != null ? `${clock(r.start)} – ${clock(r.end)}${r.moment ? `, best ${clock(r.moment.start)} – ${clock(r.moment.end)}` : ''}`
+      : linesLabel(r.regions);
+  const from = r.moment?.start ?? r.start;
+  const picture = r.thumbnail ? grounded(el('img', { src: r.thumbnail, alt: `${name} ${locator}`.trim() }), r, collection)
     : highlighted('p', 'snippet', r.text.slice(0, 300), words);
   const thumb = r.modality === 'video'
-    ? el('button', { type: 'button', className: 'thumb play', 'aria-label': `Play ${name} from ${clock(r.start)}`,
+    ? el('button', { type: 'button', className: 'thumb play', 'aria-label': `Play ${name} from ${clock(from)}`,
       onclick: () => play(r, collection).catch(show) }, picture)
     : el('div', { className: 'thumb' }, picture);
   const score = (label, value, cls) => [el('dt', { textContent: label }),
@@ -215,7 +256,9 @@ function card(r, collection, words = []) {
     r.thumbnail && r.text ? highlighted('p', 'text', r.text.slice(0, 160), words) : null);
 }
 
+// plays a video result from its moment when it has one, else from its segment's start
 async function play(r, collection) {
+  const [start, end] = r.moment ? [r.moment.start, r.moment.end] : [r.start, r.end];
   const url = `/v1/collections/${enc(collection)}/items/${enc(r.id)}/media`;
   let src = url;
   if (ui.key.value.trim()) { // a <video> cannot send the Authorization header: fetch the file with it
@@ -224,11 +267,11 @@ async function play(r, collection) {
     blobUrl = URL.createObjectURL(await response.blob());
     src = blobUrl;
   }
-  ui.playerTitle.textContent = `${shownName(r.source)}, ${clock(r.start)} – ${clock(r.end)}`;
+  ui.playerTitle.textContent = `${shownName(r.source)}, ${clock(start)} – ${clock(end)}`;
   ui.video.addEventListener('loadedmetadata', () => {
-    if (Math.abs(ui.video.currentTime - r.start) > 0.25) ui.video.currentTime = r.start;
+    if (Math.abs(ui.video.currentTime - start) > 0.25) ui.video.currentTime = start;
   }, { once: true });
-  ui.video.src = `${src}#t=${r.start},${r.end}`;
+  ui.video.src = `${src}#t=${start},${end}`;
   ui.player.showModal();
   ui.video.play().catch(() => { /* autoplay refused: the controls remain */ });
 }
