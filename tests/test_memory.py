@@ -1,4 +1,6 @@
-"""Ingestion holds a bounded amount of pixels, whatever the corpus: measured on full-budget pages.
+"""Ingestion holds a bounded amount of pixels, whatever the corpus: measured on full-budget pages, and on
+pictures far over the budget (a 42 MP JPEG, a 16 MP RGBA PNG, a many-frame GIF and TIFF, a page whose
+embedded image is 42 MP).
 
 Each page rendered at the default budget (1.8 MP) is ~5.5 MB of RGB and ~44 MB once encoded into
 float32 patches. Indexing runs in a subprocess of its own, whose peak RSS (VmHWM in /proc) is
@@ -14,6 +16,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+import numpy as np
+from PIL import Image
 
 from vlsearch.testing import gradient_image
 
@@ -64,3 +69,48 @@ def test_counting_items_alone_would_pass_the_bound(embedder_path, pages, tmp_pat
     """The measurement can fail: bounded by counts alone (the 0.1 window), the same run grows past it."""
     result = _index(embedder_path, pages, tmp_path / "c", counted=True)
     assert result["grew_mib"] > BOUND_MIB, result
+
+
+def _large(width: int, height: int, seed: int, mode: str = "RGB") -> Image.Image:
+    return gradient_image(width // 10, height // 10, seed=seed, mode=mode).resize((width, height))
+
+
+@pytest.fixture(scope="module")
+def oversized(tmp_path_factory) -> Path:
+    corpus = tmp_path_factory.mktemp("oversized")
+    photo = _large(7000, 6000, 1)
+    photo.save(corpus / "photo.jpg", quality=85)
+    photo.save(corpus / "poster.pdf", resolution=600)  # one 11.7 x 10 in page holding the 42 MP picture
+    _large(4000, 4000, 2, "RGBA").save(corpus / "overlay.png", compress_level=1)
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 255, (600, 800), dtype=np.uint8), "L").convert("P")
+              for _ in range(100)]
+    frames[0].save(corpus / "loop.gif", save_all=True, append_images=frames[1:])
+    scans = [_large(3000, 3000, i) for i in range(6)]
+    scans[0].save(corpus / "scans.tif", save_all=True, append_images=scans[1:], compression="tiff_deflate")
+    return corpus
+
+
+#: the model's own work on five pictures of the budget's size grows the process by ~490 MiB here; with the
+#: sources' pixels handed over (before they were scaled in the worker) it grew by ~800 MiB
+OVERSIZED_BOUND_MIB = 600
+
+
+def test_pictures_far_over_the_budget_cross_to_the_model_at_its_size(embedder_path, oversized, tmp_path):
+    """A picture is scaled to the pixel budget in the decoding worker: the main process holds the budget's
+    pixels, not the source's (42 MP is 126 MB of RGB, three times over before the fix)."""
+    result = _index(embedder_path, oversized, tmp_path / "c", counted=False)
+    assert result["items"] == 5 and not result["failed"], result
+    assert result["grew_mib"] <= OVERSIZED_BOUND_MIB, result
+
+
+def test_a_picture_scaled_in_the_worker_embeds_as_the_original(embedder, tmp_path):
+    """Scaling in the worker is the model's own scaling, done earlier: the vector is the original's."""
+    from vlsearch.ingest import ExtractOptions, extract
+    from vlsearch.ingest.sources import content_hash
+
+    path = tmp_path / "wide.png"
+    _large(2410, 1790, 5, "RGBA").save(path)
+    piece, = extract(path, "image", content_hash(path), ExtractOptions(ocr="never"))
+    assert piece.item.image.size == (1568, 1152) and piece.metadata["width"] == 2410
+    np.testing.assert_array_equal(embedder.embed([piece.item])[0], embedder.embed([{"image": str(path)}])[0])

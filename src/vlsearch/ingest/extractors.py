@@ -28,7 +28,7 @@ from PIL import Image
 from ..errors import InputError, MediaError, VlsearchError
 from ..items import Item
 from ..locator import Located, Locator
-from ..media.images import MediaLimits, NamedFile, describe, load_image, read_source
+from ..media.images import MediaLimits, NamedFile, describe, load_image, read_source, within_budget
 from ..media.pdf import PdfPage, page_count, render_pages
 from ..media.video import VideoInfo, probe
 from .archives import ArchiveLimits
@@ -418,11 +418,16 @@ def _pdf_piece(path: str, digest: str, page: PdfPage, o: ExtractOptions) -> Piec
 
 def _image_part(part: Part, readable: str | NamedFile, o: ExtractOptions) -> Iterator[Piece]:
     loaded = load_image(readable, o.limits)  # size and decompression-bomb checks, first frame of animations
+    about = {"width": loaded.width, "height": loaded.height, "format": loaded.format, "mode": loaded.mode,
+             "frames": getattr(loaded, "n_frames", 1)}
     image = to_rgb(loaded)
-    text, found = _ocr(image, o, o.ocr != "never")
-    yield _piece(part.path, part.content_hash, Locator("image"), item=Item(image=image), text=text, **found,
-                 thumbnail=thumbnail_jpeg(image), width=image.width, height=image.height, format=loaded.format,
-                 mode=loaded.mode, frames=getattr(loaded, "n_frames", 1))
+    del loaded
+    text, found = _ocr(image, o, o.ocr != "never")  # at full size: small print stays legible
+    # what crosses to the model's process is what the model keeps: the budget's pixels, not the source's
+    scaled = within_budget(image, o.min_pixels, o.max_pixels)
+    del image
+    yield _piece(part.path, part.content_hash, Locator("image"), item=Item(image=scaled), text=text, **found,
+                 thumbnail=thumbnail_jpeg(scaled), **about)
 
 
 # -- video ----------------------------------------------------------------------------------------

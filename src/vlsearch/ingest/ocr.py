@@ -121,7 +121,7 @@ class Tesseract:
     def read(self, image: Image.Image) -> OcrText:
         with tempfile.TemporaryDirectory(prefix="vlsearch-ocr-") as tmp:
             path = Path(tmp) / "page.png"
-            image.convert("RGB").save(path)
+            (image if image.mode == "RGB" else image.convert("RGB")).save(path)
             try:
                 done = subprocess.run([self.program, str(path), "stdout", "-l", self.lang, "tsv"],
                                       capture_output=True, text=True, timeout=120)

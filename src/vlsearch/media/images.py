@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -210,3 +211,29 @@ def check_size(name: str, width: int, height: int, limits: MediaLimits) -> None:
     if min(width, height) >= 1 and max(width, height) / min(width, height) > limits.max_aspect_ratio:
         raise MediaError(f"{name}: {width}x{height} is too elongated (aspect ratio "
                          f"{max(width, height) / min(width, height):.0f}, over {limits.max_aspect_ratio:.0f})")
+
+
+def model_size(width: int, height: int, min_pixels: int, max_pixels: int, factor: int = 32) -> tuple[int, int]:
+    """The (width, height) Qwen3-VL's preprocessing gives an image: each side a multiple of ``factor``,
+    width x height within [``min_pixels``, ``max_pixels``], the aspect ratio kept as near as that allows.
+
+    Example:
+        >>> model_size(7000, 6000, 4096, 1843200)
+        (1440, 1248)
+    """
+    w, h = max(factor, round(width / factor) * factor), max(factor, round(height / factor) * factor)
+    if w * h > max_pixels:
+        shrink = math.sqrt(width * height / max_pixels)
+        w, h = math.floor(width / shrink / factor) * factor, math.floor(height / shrink / factor) * factor
+    elif w * h < min_pixels:
+        grow = math.sqrt(min_pixels / (width * height))
+        w, h = math.ceil(width * grow / factor) * factor, math.ceil(height * grow / factor) * factor
+    return w, h
+
+
+def within_budget(image: Image.Image, min_pixels: int, max_pixels: int) -> Image.Image:
+    """An image over ``max_pixels`` scaled to its ``model_size`` (bicubic, as the model's preprocessing
+    scales it, which then has nothing left to do); any other image as it is."""
+    if image.width * image.height <= max_pixels:
+        return image
+    return image.resize(model_size(image.width, image.height, min_pixels, max_pixels), Image.Resampling.BICUBIC)
