@@ -23,6 +23,7 @@ from .catalog import Catalog
 from .errors import InputError, MediaError, StoreError, VlsearchError
 from .ingest import ExtractOptions, discover, extract_all
 from .ingest.discover import Found
+from .ingest.estimate import expected_items
 from .ingest.workers import default_workers
 from .ingest.extractors import piece_item
 from .ingest.item_cache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_BYTES
@@ -300,14 +301,15 @@ class Collection:
                 self._record_meta(_layout(options))
                 writer.dim = self.dim
                 writer.previous = {f.source for f, _ in todo if f.source in known}
-                writer.start(len(todo))
                 if engine == "ray":
+                    writer.start(len(todo))
                     self._extract_on_ray(writer, todo, options, ray_address)
                 else:
                     writer.embedder = self.embedder
-                    if workers is None:
-                        device = str(getattr(self.embedder, "device", "remote"))
-                        workers = default_workers(model_on_cpu=device == "cpu")
+                    on_cpu = str(getattr(self.embedder, "device", "remote")) == "cpu"
+                    expected = None if progress is False else expected_items([f for f, _ in todo], options)
+                    writer.start(len(todo), expected, on_cpu)
+                    workers = default_workers(model_on_cpu=on_cpu) if workers is None else workers
                     writer.consume(extract_all(todo, options, workers=workers))
         if prune:
             report.pruned = self._drop([s for s in known if s not in present and any(under(s, r) for r in roots)
