@@ -5,8 +5,9 @@ Indexes a corpus of N small files (text notes, pictures, two-page PDFs) once, th
 fresh ``vlsearch index DIR -c NAME --quiet`` process (interpreter start included):
   unchanged - every file as indexed: size and time settle it
   touched   - every file's time changed, content not: each file is read and hashed
-and ``vlsearch info`` / ``vlsearch collections``. ``--importtime FILE`` writes the
-``python -X importtime`` profile of one unchanged re-run there.
+and ``vlsearch info`` / ``vlsearch collections``: wall time, CPU time (user + system: what a loaded
+machine inflates least), peak RSS. ``--importtime FILE`` writes the ``python -X importtime`` profile
+of one unchanged re-run there.
 
 Example (CPU, tiny random checkpoint):
     python bench/bench_noop.py --files 1000
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -54,15 +56,20 @@ def make_corpus(root: Path, files: int) -> None:
             (root / f"note{i:04}.txt").write_text(f"note {i}: " + "about the quarterly figures " * (5 + i % 30))
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(argv: list[str], env: dict[str, str], python_flags: tuple[str, ...] = ()) -> tuple[float, dict]:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     done = subprocess.run([sys.executable, *python_flags, "-c", WRAPPER, *argv], env=env, capture_output=True,
                           text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{argv} failed:\n{done.stderr}")
     report = next(line for line in reversed(done.stderr.splitlines()) if line.startswith('{"code"'))
-    return seconds, {**json.loads(report), "stderr": done.stderr}
+    return seconds, {**json.loads(report), "cpu": cpu_seconds() - cpu, "stderr": done.stderr}
 
 
 def main() -> None:
@@ -71,26 +78,33 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--checkpoint", help="model directory (default: a tiny random checkpoint)")
     parser.add_argument("--importtime", help="write the import profile of one unchanged re-run here")
+    parser.add_argument("--work", help="folder of the corpus and collection (reused when there: the first index "
+                                       "is skipped)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="vlsearch-bench-noop-"))
-    model = args.checkpoint or str(build_checkpoint(work / "tiny"))
+    work = Path(args.work or tempfile.mkdtemp(prefix="vlsearch-bench-noop-"))
+    model = args.checkpoint or str(work / "tiny")
+    if not (work / "tiny").exists() and not args.checkpoint:
+        build_checkpoint(work / "tiny")
     corpus = work / "corpus"
-    make_corpus(corpus, args.files)
     env = {**os.environ, "VLSEARCH_HOME": str(work / "home"), "VLSEARCH_EMBEDDER": model}
     index = ["index", str(corpus), "-c", "bench", "--quiet"]
-    first, _ = run(index, env)
+    first = 0.0
+    if not corpus.exists():
+        make_corpus(corpus, args.files)
+        first, _ = run(index, env)
     rows: dict[str, dict] = {}
 
     def measure(name: str, argv: list[str], before: object = None) -> None:
-        times, last = [], {}
+        times, cpus, last = [], [], {}
         for _ in range(args.repeats):
             if before:
                 before()  # type: ignore[operator]
             seconds, last = run(argv, env)
             times.append(seconds)
-        rows[name] = {"seconds": statistics.median(times), "peak_mib": last["peak_mib"], "torch": last["torch"],
-                      "transformers": last["transformers"]}
+            cpus.append(last["cpu"])
+        rows[name] = {"seconds": statistics.median(times), "cpu_seconds": statistics.median(cpus),
+                      "peak_mib": last["peak_mib"], "torch": last["torch"], "transformers": last["transformers"]}
 
     def touch() -> None:
         now = time.time()
@@ -104,11 +118,13 @@ def main() -> None:
     if args.importtime:
         _, out = run(index, env, ("-X", "importtime"))
         Path(args.importtime).write_text(out["stderr"])
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"{args.files} files; first index {first:.1f} s; median of {args.repeats} processes each")
-    print(f"{'run':18} {'wall s':>7} {'peak RSS MiB':>13}  torch imported")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load "
+          f"{os.getloadavg()[0]:.1f}; {len(list(corpus.iterdir()))} files; first index {first:.1f} s; "
+          f"median of {args.repeats} processes each")
+    print(f"{'run':18} {'wall s':>7} {'CPU s':>6} {'peak RSS MiB':>13}  torch imported")
     for name, row in rows.items():
-        print(f"{name:18} {row['seconds']:7.2f} {row['peak_mib']:13.0f}  {'yes' if row['torch'] else 'no'}")
+        print(f"{name:18} {row['seconds']:7.2f} {row['cpu_seconds']:6.2f} {row['peak_mib']:13.0f}  "
+              f"{'yes' if row['torch'] else 'no'}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

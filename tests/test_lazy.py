@@ -1,6 +1,6 @@
 """Work only when there is work: a re-run with nothing to embed plans first and loads no model (nor torch);
-``info``, ``collections``, ``rm`` and a search without reranking load what they use only; a watched file
-touched or copied back embeds nothing."""
+``info``, ``collections``, ``rm`` and a lexical search without reranking import no torch, a dense one
+loads no reranker; a watched file saved again or copied back embeds nothing."""
 
 from __future__ import annotations
 
@@ -54,8 +54,9 @@ def test_a_noop_rerun_imports_no_torch_and_still_refuses_another_model(env, tmp_
         os.utime(path, (time.time() + 5, time.time() + 5))
     other = build_checkpoint(tmp_path / "other", seed=3)
     out = commands(["index", str(env), "-c", "lazy"], ["index", str(env), "-c", "lazy"], ["info", "lazy"],
-                   ["collections"], ["index", str(env), "-c", "lazy", "--model", str(other)], ["rm", "lazy"])
-    assert out["codes"] == [0, 0, 0, 0, 1, 0], out["stderr"]
+                   ["collections"], ["index", str(env), "-c", "lazy", "--model", str(other)],
+                   ["search", "penguins", "-c", "lazy", "--no-rerank", "--mode", "lexical"], ["rm", "lazy"])
+    assert out["codes"] == [0, 0, 0, 0, 1, 0, 0], out["stderr"]
     assert not out["torch"], "a run with nothing to embed imported torch"
     assert "0 items embedded" in out["stderr"] and "4 unchanged" in out["stderr"]
     assert "has other weights" in out["stderr"]  # read from the checkpoint's files, not from a loaded model

@@ -205,8 +205,7 @@ class IndexWriter:
         self._note_ocr(pieces)
         self.pending_bytes += sum(pixel_bytes(p.item) for p in pieces)
         batch = min(self.batch_items, FIRST_BATCH) if self.expected and not self.report.items else self.batch_items
-        if len(self.pending) >= batch or (self.batch_bytes is not None
-                                                     and self.pending_bytes >= self.batch_bytes):
+        if len(self.pending) >= batch or (self.batch_bytes is not None and self.pending_bytes >= self.batch_bytes):
             self.flush()
 
     def embedded(self, source: str, records: Sequence[Record]) -> None:
@@ -274,7 +273,7 @@ class IndexWriter:
         if self._bar is not None:
             self._bar.total = max(self._bar.total, self.report.items)
             self._bar.update(items)
-        if first and not self.quiet and self.expected:
+        if first and not self.quiet:
             from .estimate import announce
 
             line = announce(self.report.items, self.expected, time.perf_counter() - self.started, self.on_cpu)
