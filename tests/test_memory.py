@@ -114,3 +114,20 @@ def test_a_picture_scaled_in_the_worker_embeds_as_the_original(embedder, tmp_pat
     piece, = extract(path, "image", content_hash(path), ExtractOptions(ocr="never"))
     assert piece.item.image.size == (1568, 1152) and piece.metadata["width"] == 2410
     np.testing.assert_array_equal(embedder.embed([piece.item])[0], embedder.embed([{"image": str(path)}])[0])
+
+
+def test_ocr_reads_a_picture_over_its_pixel_cap_reduced(tmp_path):
+    """The engines' buffers grow with the pixels: a picture over 16.7 MP is reduced before it is read."""
+    import shutil
+
+    from test_hybrid import FONTS, LINES, text_picture, words
+    from vlsearch.ingest.ocr import OCR_MAX_PIXELS, read_text
+
+    if not shutil.which("tesseract") or not FONTS:
+        pytest.skip("needs the tesseract program and a DejaVu or Liberation font")
+    page = Image.new("RGB", (6000, 3000), "white")
+    page.paste(text_picture(LINES[:2], FONTS[0], 120, width=5800), (100, 100))
+    assert page.width * page.height > OCR_MAX_PIXELS
+    text, meta = read_text(page, "tesseract", None)
+    assert (meta["ocr"]["width"], meta["ocr"]["height"]) == (3000, 1500), meta.get("ocr_error")
+    assert set(words(LINES[0])) <= set(words(text)), text

@@ -357,7 +357,10 @@ def _whole(path: str, readable: str | NamedFile, kind: Kind, digest: str, o: Ext
 # -- images and PDF pages -------------------------------------------------------------------------
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB copy of an image; RGBA is composited on white (the rule qwen-vl-utils applies)."""
+    """An image in RGB (itself when it is already); RGBA is composited on white (the rule qwen-vl-utils
+    applies)."""
+    if image.mode == "RGB":
+        return image
     if image.mode == "RGBA":
         background = Image.new("RGB", image.size, (255, 255, 255))
         background.paste(image, mask=image.getchannel("A"))
