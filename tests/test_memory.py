@@ -131,3 +131,32 @@ def test_ocr_reads_a_picture_over_its_pixel_cap_reduced(tmp_path):
     text, meta = read_text(page, "tesseract", None)
     assert (meta["ocr"]["width"], meta["ocr"]["height"]) == (3000, 1500), meta.get("ocr_error")
     assert set(words(LINES[0])) <= set(words(text)), text
+
+
+EXTRACT = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from vlsearch.ingest.extractors import ExtractOptions, extract
+
+    def kib(field):
+        return next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines()
+                    if l.startswith(field + ":"))
+
+    before = kib("VmHWM")
+    piece, = extract(sys.argv[1], "image", "0" * 64, ExtractOptions(ocr="never"))
+    print(json.dumps({"frames": piece.metadata["frames"], "grew_mib": (kib("VmHWM") - before) / 1024}))
+""")
+
+
+def test_a_large_many_frame_gif_is_not_read_whole(tmp_path):
+    """A local picture is read by the decoder as it needs: the first frame of a 100 MB GIF, not 100 MB."""
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 255, (1600, 2500), dtype=np.uint8), "L").convert("P")
+              for _ in range(25)]
+    frames[0].save(tmp_path / "noise.gif", save_all=True, append_images=frames[1:])
+    del frames
+    assert (tmp_path / "noise.gif").stat().st_size > 95 * 1024 * 1024
+    done = subprocess.run([sys.executable, "-c", EXTRACT, str(tmp_path / "noise.gif")], capture_output=True,
+                          text=True, timeout=300)
+    result = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else done.stderr
+    assert result["frames"] == 25 and result["grew_mib"] < 50, result

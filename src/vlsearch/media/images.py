@@ -178,11 +178,11 @@ def load_image(src: Any, limits: MediaLimits | None = None) -> Image.Image:
     if isinstance(src, Image.Image):
         _check_pixels(src, src, limits)
         return src
-    data = read_source(src, limits)
+    local = local_file(src, limits)  # read by the decoder as it needs: a 400 MB GIF's first frame is not 400 MB
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(local if local is not None else io.BytesIO(read_source(src, limits)))
             _check_pixels(src, image, limits)
             image.load()
     except MediaError:
