@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -95,11 +96,11 @@ def main() -> None:
         first, _ = run(index, env)
     rows: dict[str, dict] = {}
 
-    def measure(name: str, argv: list[str], before: object = None) -> None:
+    def measure(name: str, argv: list[str], before: Callable[[], None] | None = None) -> None:
         times, cpus, last = [], [], {}
         for _ in range(args.repeats):
             if before:
-                before()  # type: ignore[operator]
+                before()
             seconds, last = run(argv, env)
             times.append(seconds)
             cpus.append(last["cpu"])

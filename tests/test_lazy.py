@@ -48,7 +48,7 @@ def commands(*argvs: list[str]) -> dict:
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "stderr": done.stderr}
 
 
-def test_a_noop_rerun_imports_no_torch_and_still_refuses_another_model(env, tmp_path, capsys):
+def test_a_noop_rerun_imports_no_torch_and_still_refuses_another_model(env, tmp_path):
     assert main(["index", str(env), "-c", "lazy", "--quiet", "--workers", "0"]) == 0
     for path in env.iterdir():  # touched: size and time differ, content does not
         os.utime(path, (time.time() + 5, time.time() + 5))
@@ -90,6 +90,7 @@ def test_search_without_rerank_loads_no_reranker(env, tmp_path, embedder_path):
 
 def test_a_watched_file_saved_again_or_copied_back_loads_nothing(env, tmp_path, embedder_path):
     pytest.importorskip("watchdog")
+    from test_watch import wait_for
     from vlsearch.watch import Watcher, apply_changes
 
     Collection("watched", model=str(embedder_path)).add([env], workers=0)
@@ -101,19 +102,13 @@ def test_a_watched_file_saved_again_or_copied_back_loads_nothing(env, tmp_path, 
     thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        _wait(lambda: reports)
+        wait_for(lambda: reports, what="the first pass")
         shutil.copy(env / "note0.txt", tmp_path / "copy.txt")
         (env / "note2.txt").write_bytes((env / "note2.txt").read_bytes())  # saved again, unchanged
         shutil.copy(tmp_path / "copy.txt", env / "note0.txt")  # copied back: new time, same content
-        _wait(lambda: sum(r.unchanged for r in reports[1:]) >= 2, lambda: (watcher.snapshot(), [r.summary() for r in reports]))
+        wait_for(lambda: sum(r.unchanged for r in reports[1:]) >= 2, what="the two events")
     finally:
         stop.set()
         thread.join(timeout=10)
     assert sum(r.items for r in reports) == 0 and c._embedder is None, [r.summary() for r in reports]
 
-
-def _wait(condition, state=lambda: "", timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out: {state()}"
-        time.sleep(0.05)
