@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 from ..errors import VlsearchError
 from ..media.pdf import page_count
 from .entries import Found
-from .extractors import ExtractOptions
+from .extractors import PDFIUM, ExtractOptions
 
 HOURS_WARNING = 3600.0  # seconds: a run on the CPU estimated longer is warned about, with the way to a GPU
 SHOWN_FROM = 60.0  # seconds: a shorter run's estimate is not worth a line (the progress bar has it)
@@ -25,7 +25,8 @@ GPU_HINT = ("on a machine with a GPU, run `vlsearch serve` there and index here 
 
 
 def _pdf_items(path: Path, options: ExtractOptions) -> int:
-    return page_count(path, max_pages=options.max_pages, limits=options.limits)
+    with PDFIUM:  # searches may be rendering pages for the reranker in this process
+        return page_count(path, max_pages=options.max_pages, limits=options.limits)
 
 
 def _video_items(path: Path, options: ExtractOptions) -> int:
