@@ -87,7 +87,8 @@ class ExtractOptions:
     """How files are cut into pieces.
 
     Attributes:
-        max_pixels, min_pixels: pixel budget of a rendered PDF page.
+        max_pixels, min_pixels: pixel budget of a rendered PDF page, and of an image (a larger one is
+            scaled to it in the worker, as the model would scale it).
         max_pages: PDFs with more pages are refused.
         segment_seconds: length of a video segment (the last one is shorter).
         video_fps: frames sampled per second of video.

@@ -116,7 +116,8 @@ class IndexWriter:
 
     Args:
         store: where records and file states go.
-        embedder: the model for ``pieces`` events (not used for ``embedded`` ones).
+        embedder: the model for ``pieces`` events (not used for ``embedded`` ones); may be set after
+            construction, before the first ``pieces``, so that a run with nothing to embed loads none.
         dim: Matryoshka dimension of the stored vectors (None: the model's).
         report: counts and failures are added here.
         batch_items: pieces gathered across files before each embedding call.
