@@ -245,3 +245,15 @@ def test_serve_watch_shows_the_state_and_indexes_changes(home, tmp_path, embedde
         assert {j["source"] for j in jobs} == {"watch"} and all(j["status"] == "done" for j in jobs)
         found = http.post("/v1/collections/live/search", json={"query": "walruses", "mode": "lexical"}).json()
         assert [Path(r["source"]).name for r in found["results"]] == ["b.txt"]
+        # copied back with the same content: a job that uses no model
+        embedded = _metric(http.get("/metrics").text, "vlsearch_items_embedded_total")
+        batches = state()["batches"]
+        shutil.copy(folder / "a.txt", tmp_path / "a.txt")
+        shutil.copy(tmp_path / "a.txt", folder / "a.txt")
+        after = wait_for(lambda: (s := state())["batches"] > batches and s["state"] == "idle" and s, what="a.txt")
+        assert after["files_indexed"] == 2 and after["items"] == first["items"] + 1
+        assert _metric(http.get("/metrics").text, "vlsearch_items_embedded_total") == embedded
+
+
+def _metric(text: str, name: str) -> float:
+    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))

@@ -26,6 +26,7 @@ from .grounding import patch_regions
 from .grounding import regions as find_regions
 from .ingest import ExtractOptions, discover, extract_all
 from .ingest.discover import Found
+from .ingest.estimate import expected_items
 from .ingest.workers import default_workers
 from .ingest.extractors import piece_item
 from .ingest.item_cache import DEFAULT_MAX_BYTES as DEFAULT_CACHE_BYTES
@@ -38,7 +39,8 @@ from .ingest.writer import IndexReport, IndexWriter, ProgressCallback
 from .items import Item
 from .locator import Located, Locator
 from .models.contract import QUERY_INSTRUCTION, EmbedderLike, RerankerLike
-from .models.loading import embedder_name, is_remote, load_embedder, load_reranker, reranker_name
+from .models.loading import (embedder_name, is_remote, load_embedder, load_reranker, local_fingerprint,
+                             reranker_name)
 from .models.reranker import Reranker
 from .moments import best_moment
 from .stores import FileEntry, Hit, Record, VectorStore, open_store
@@ -194,17 +196,28 @@ class Collection:
         """The embedding model, loaded once, checked against the collection's record."""
         if self._embedder is None:
             embedder = self._given_embedder or load_embedder(self.model_name, **self.embedder_options)
-            known = self.meta.get("fingerprint")
-            if known and known != embedder.fingerprint:
-                built = _with_adapter(self.meta.get("model"), self.meta.get("adapter"))
-                raise StoreError(
-                    f"collection {self.name!r} was built with {built} (weights {known}); "
-                    f"{_with_adapter(self.model_name, self.adapter)} has other weights ({embedder.fingerprint}). "
-                    "Use the same model, or index into a new collection")
+            self._refuse_other_weights(embedder.fingerprint)
             if self.dim is not None and not 1 <= self.dim <= embedder.dim:
                 raise InputError(f"dim must be between 1 and {embedder.dim}, not {self.dim}")
             self._embedder = embedder
         return self._embedder
+
+    def check_model(self) -> None:
+        """Refuse, before any work, a model with other weights than the collection was built with,
+        without loading it: the fingerprint is read from the checkpoint's files (a model server, or a
+        hub id not in the local cache, is checked when it loads)."""
+        loaded = self._embedder or self._given_embedder
+        self._refuse_other_weights(loaded.fingerprint if loaded else local_fingerprint(
+            self.model_name, self.adapter, self.model_options.get("revision")))
+
+    def _refuse_other_weights(self, fingerprint: str | None) -> None:
+        known = self.meta.get("fingerprint")
+        if known and fingerprint and known != fingerprint:
+            built = _with_adapter(self.meta.get("model"), self.meta.get("adapter"))
+            raise StoreError(
+                f"collection {self.name!r} was built with {built} (weights {known}); "
+                f"{_with_adapter(self.model_name, self.adapter)} has other weights ({fingerprint}). "
+                "Use the same model, or index into a new collection")
 
     @property
     def embedder_options(self) -> dict[str, Any]:
@@ -288,24 +301,30 @@ class Collection:
         options = self.extract_options(options)
         if not follow_symlinks:
             options = replace(options, follow_links=False)
-        self._record_meta(_layout(options))
+        self.check_model()
         known = self.store.files()
         roots = [_root(p, resolve=follow_symlinks) for p in paths]
-        self._record_roots(roots)
-        with IndexWriter(self.store, self.embedder, self.dim, report, batch_items=batch_items,
+        # the plan comes first: the model loads only when some file has items to embed
+        with IndexWriter(self.store, None, self.dim, report, batch_items=batch_items,
                          batch_bytes=batch_bytes, progress=progress, on_progress=on_progress) as writer:
             todo, present, blind = self._changes(roots, include, exclude, follow_symlinks, retry_failed, known,
                                                  writer, options)
             if todo:
+                self._record_meta(_layout(options))
+                writer.dim = self.dim
                 writer.previous = {f.source for f, _ in todo if f.source in known}
-                writer.start(len(todo))
                 if engine == "ray":
+                    writer.start(len(todo))
                     self._extract_on_ray(writer, todo, options, ray_address)
                 else:
-                    if workers is None:
-                        device = str(getattr(self.embedder, "device", "remote"))
-                        workers = default_workers(model_on_cpu=device == "cpu")
+                    writer.embedder = self.embedder
+                    on_cpu = str(getattr(self.embedder, "device", "remote")) == "cpu"
+                    expected = None if progress is False else expected_items([f for f, _ in todo], options)
+                    writer.start(len(todo), expected, on_cpu)
+                    workers = default_workers(model_on_cpu=on_cpu) if workers is None else workers
                     writer.consume(extract_all(todo, options, workers=workers))
+        if self.meta.get("fingerprint"):  # a collection that exists: the roots its media route may serve
+            self._record_roots(roots)
         if prune:
             report.pruned = self._drop([s for s in known if s not in present and any(under(s, r) for r in roots)
                                         and not any(under(s, b) for b in blind)])

@@ -28,7 +28,8 @@ from PIL import Image
 from ..errors import InputError, MediaError, VlsearchError
 from ..items import Item
 from ..locator import Located, Locator
-from ..media.images import MediaLimits, NamedFile, describe, load_image, orientation, read_source, upright
+from ..media.images import (MediaLimits, NamedFile, describe, load_image, orientation, read_source, upright,
+                            within_budget)
 from ..media.pdf import PdfPage, page_count, render_pages
 from ..media.video import VideoInfo, probe
 from .archives import ArchiveLimits
@@ -89,7 +90,8 @@ class ExtractOptions:
     """How files are cut into pieces.
 
     Attributes:
-        max_pixels, min_pixels: pixel budget of a rendered PDF page.
+        max_pixels, min_pixels: pixel budget of a rendered PDF page, and of an image (a larger one is
+            scaled to it in the worker, as the model would scale it).
         max_pages: PDFs with more pages are refused.
         segment_seconds: length of a video segment (the last one is shorter).
         video_fps: frames sampled per second of video.
@@ -382,7 +384,10 @@ def _whole(path: str, readable: str | NamedFile, kind: Kind, digest: str, o: Ext
 # -- images and PDF pages -------------------------------------------------------------------------
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB copy of an image; RGBA is composited on white (the rule qwen-vl-utils applies)."""
+    """An image in RGB (itself when it is already); RGBA is composited on white (the rule qwen-vl-utils
+    applies)."""
+    if image.mode == "RGB":
+        return image
     if image.mode == "RGBA":
         background = Image.new("RGB", image.size, (255, 255, 255))
         background.paste(image, mask=image.getchannel("A"))
@@ -444,14 +449,18 @@ def _pdf_piece(path: str, digest: str, page: PdfPage, o: ExtractOptions) -> Piec
 
 def _image_part(part: Part, readable: str | NamedFile, o: ExtractOptions) -> Iterator[Piece]:
     loaded = load_image(readable, o.limits)  # size and decompression-bomb checks, first frame of animations
+    about = {"width": loaded.width, "height": loaded.height, "format": loaded.format, "mode": loaded.mode,
+             "frames": getattr(loaded, "n_frames", 1)}
     image = to_rgb(loaded)
-    text, found = _ocr(image, o, o.ocr != "never")
     turned = orientation(loaded)  # the thumbnail upright, as viewers show the file; regions map to it
     shown = {"orientation": turned} if turned != 1 else {}
-    yield _piece(part.path, part.content_hash, Locator("image"), item=Item(image=image), text=text, **found, **shown,
-                 thumbnail=thumbnail_jpeg(upright(image, turned)),
-                 width=image.width, height=image.height, format=loaded.format,
-                 mode=loaded.mode, frames=getattr(loaded, "n_frames", 1))
+    del loaded
+    text, found = _ocr(image, o, o.ocr != "never")  # at full size: small print stays legible
+    # what crosses to the model's process is what the model keeps: the budget's pixels, not the source's
+    scaled = within_budget(image, o.min_pixels, o.max_pixels)
+    del image
+    yield _piece(part.path, part.content_hash, Locator("image"), item=Item(image=scaled), text=text, **found, **shown,
+                 thumbnail=thumbnail_jpeg(upright(scaled, turned)), **about)
 
 
 # -- video ----------------------------------------------------------------------------------------

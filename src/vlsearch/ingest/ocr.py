@@ -17,6 +17,7 @@ model's thread). A picture the engine cannot read fails only its OCR: the caller
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import tempfile
@@ -30,6 +31,9 @@ from PIL import Image
 from ..errors import InputError, MediaError, MissingExtraError
 
 OCR_MODES = ("never", "auto", "always")
+#: the most pixels an engine reads (4096 x 4096): a larger picture is reduced first, since the engines'
+#: buffers grow with its pixels (tesseract takes ~0.5 GB over 42 MP) and text that large stays legible
+OCR_MAX_PIXELS = 4096 * 4096
 
 
 def usable_text_layer(text: str) -> bool:
@@ -77,7 +81,7 @@ class RapidOcr:
     def read(self, image: Image.Image) -> OcrText:
         import numpy as np
 
-        lines, _ = self._ocr(np.asarray(image.convert("RGB")), return_word_box=True)
+        lines, _ = self._ocr(np.asarray(image if image.mode == "RGB" else image.convert("RGB")), return_word_box=True)
         texts, words = [], []
         for line in lines or []:
             texts.append(line[1])
@@ -121,7 +125,7 @@ class Tesseract:
     def read(self, image: Image.Image) -> OcrText:
         with tempfile.TemporaryDirectory(prefix="vlsearch-ocr-") as tmp:
             path = Path(tmp) / "page.png"
-            image.convert("RGB").save(path)
+            (image if image.mode == "RGB" else image.convert("RGB")).save(path)
             try:
                 done = subprocess.run([self.program, str(path), "stdout", "-l", self.lang, "tsv"],
                                       capture_output=True, text=True, timeout=120)
@@ -174,6 +178,9 @@ def read_text(image: Image.Image, name: str, lang: str | None) -> tuple[str, dic
     not read: no text, no error."""
     if blank(image):
         return "", {}
+    factor = math.ceil(math.sqrt(image.width * image.height / OCR_MAX_PIXELS))
+    if factor > 1:  # the words' boxes are then in the reduced picture's pixels, its size in the metadata
+        image = image.reduce(factor)
     try:
         reader = engine(name, lang)
         found = reader.read(image)

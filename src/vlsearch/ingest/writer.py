@@ -37,6 +37,7 @@ from .extractors import Piece
 from .workers import ExtractResult
 
 ProgressCallback = Callable[[int, int, int], None]  # (files done, files total, items embedded)
+FIRST_BATCH = 8  # items of the first batch when the run's time is estimated: the estimate comes early
 
 
 @dataclass
@@ -117,7 +118,8 @@ class IndexWriter:
 
     Args:
         store: where records and file states go.
-        embedder: the model for ``pieces`` events (not used for ``embedded`` ones).
+        embedder: the model for ``pieces`` events (not used for ``embedded`` ones); may be set after
+            construction, before the first ``pieces``, so that a run with nothing to embed loads none.
         dim: Matryoshka dimension of the stored vectors (None: the model's).
         report: counts and failures are added here.
         batch_items: pieces gathered across files before each embedding call.
@@ -147,7 +149,10 @@ class IndexWriter:
         self.ready: dict[str, tuple[Found, str]] = {}  # complete files waiting to be written
         self.dead: set[str] = set()  # failed in this run: later events about them are ignored
         self.marks: list[FileEntry] = []  # file states waiting for the next commit
+        self.quiet = progress is False
         self.files_done, self.total, self.started = 0, 0, time.perf_counter()
+        self.expected: int | None = None  # items, when estimated: the bar counts items, the first batch is small
+        self.on_cpu = False
         self._bar: Any = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -161,12 +166,15 @@ class IndexWriter:
         elif self._bar is not None:
             self._bar.close()
 
-    def start(self, files: int) -> None:
-        """Announce how many files will be extracted (progress bar and callback)."""
+    def start(self, files: int, items: int | None = None, on_cpu: bool = False) -> None:
+        """Announce how many files will be extracted (progress bar and callback) and, when estimated,
+        about how many items they give: the bar then counts items, and the run's time is estimated
+        after a small first batch (``estimate.announce``; ``on_cpu``: the model runs on the CPU)."""
         from tqdm.auto import tqdm
 
-        self.total, self.started = files, time.perf_counter()
-        self._bar = tqdm(total=files, unit="file", disable=not self.show, dynamic_ncols=True)
+        self.total, self.started, self.expected, self.on_cpu = files, time.perf_counter(), items, on_cpu
+        self._bar = tqdm(total=items or files, unit="item" if items else "file", disable=not self.show,
+                         dynamic_ncols=True)
         if self.on_progress:
             self.on_progress(0, files, 0)
 
@@ -199,8 +207,8 @@ class IndexWriter:
         self.pending += pieces
         self._note_ocr(pieces)
         self.pending_bytes += sum(pixel_bytes(p.item) for p in pieces)
-        if len(self.pending) >= self.batch_items or (self.batch_bytes is not None
-                                                     and self.pending_bytes >= self.batch_bytes):
+        batch = min(self.batch_items, FIRST_BATCH) if self.expected and not self.report.items else self.batch_items
+        if len(self.pending) >= batch or (self.batch_bytes is not None and self.pending_bytes >= self.batch_bytes):
             self.flush()
 
     def embedded(self, source: str, records: Sequence[Record]) -> None:
@@ -256,8 +264,26 @@ class IndexWriter:
                 self.failed(source, reason, digests[source])
             for record in records:
                 self.records[record.source].append(record)
+            first = not self.report.items
             self.report.items += len(records)
+            if self.expected:
+                self._count_items(len(records), first)
         self._write()
+
+    def _count_items(self, items: int, first: bool) -> None:
+        """The bar counts items (its total grows when the estimate was low); after the first batch,
+        the run's time is estimated."""
+        if self._bar is not None:
+            self._bar.total = max(self._bar.total, self.report.items)
+            self._bar.update(items)
+        if first and not self.quiet:
+            from .estimate import announce
+
+            line = announce(self.report.items, self.expected, time.perf_counter() - self.started, self.on_cpu)
+            if line:
+                from tqdm.auto import tqdm
+
+                tqdm.write(line, file=sys.stderr)
 
     # ---------------------------------------------------------------- writing
 
@@ -278,13 +304,14 @@ class IndexWriter:
         self.store.mark_files([*self.marks, *entries])
         self.marks = []
         self._advance(len(done))
-        rate = self.report.items / max(time.perf_counter() - self.started, 1e-9)
         if self._bar is not None:
-            self._bar.set_postfix_str(f"{self.report.items} items, {rate:.1f} items/s", refresh=False)
+            rate = self.report.items / max(time.perf_counter() - self.started, 1e-9)
+            done = f"{self.files_done}/{self.total} files" if self.expected else f"{self.report.items} items"
+            self._bar.set_postfix_str(f"{done}, {rate:.1f} items/s", refresh=False)
 
     def _advance(self, files: int) -> None:
         self.files_done += files
-        if self._bar is not None:
+        if self._bar is not None and not self.expected:
             self._bar.update(files)
         if self.on_progress:
             self.on_progress(self.files_done, self.total, self.report.items)

@@ -36,7 +36,7 @@ def jpeg(data: bytes) -> ImageContent:
 def image_jpeg(image: Image.Image, quality: int = 90) -> ImageContent:
     """A PIL image as JPEG image content (RGBA composited on white, as the models see it)."""
     buffer = io.BytesIO()
-    (image if image.mode == "RGB" else to_rgb(image)).save(buffer, "JPEG", quality=quality)
+    to_rgb(image).save(buffer, "JPEG", quality=quality)
     return jpeg(buffer.getvalue())
 
 

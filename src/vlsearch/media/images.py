@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -177,11 +178,11 @@ def load_image(src: Any, limits: MediaLimits | None = None) -> Image.Image:
     if isinstance(src, Image.Image):
         _check_pixels(src, src, limits)
         return src
-    data = read_source(src, limits)
+    local = local_file(src, limits)  # read by the decoder as it needs: a 400 MB GIF's first frame is not 400 MB
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(local if local is not None else io.BytesIO(read_source(src, limits)))
             _check_pixels(src, image, limits)
             image.load()
     except MediaError:
@@ -235,3 +236,29 @@ def upright(image: Image.Image, turned: int) -> Image.Image:
         (30, 40)
     """
     return image.transpose(_UPRIGHT[turned]) if turned in _UPRIGHT else image
+
+
+def model_size(width: int, height: int, min_pixels: int, max_pixels: int, factor: int = 32) -> tuple[int, int]:
+    """The (width, height) Qwen3-VL's preprocessing gives an image: each side a multiple of ``factor``,
+    width x height within [``min_pixels``, ``max_pixels``], the aspect ratio kept as near as that allows.
+
+    Example:
+        >>> model_size(7000, 6000, 4096, 1843200)
+        (1440, 1248)
+    """
+    w, h = max(factor, round(width / factor) * factor), max(factor, round(height / factor) * factor)
+    if w * h > max_pixels:
+        shrink = math.sqrt(width * height / max_pixels)
+        w, h = math.floor(width / shrink / factor) * factor, math.floor(height / shrink / factor) * factor
+    elif w * h < min_pixels:
+        grow = math.sqrt(min_pixels / (width * height))
+        w, h = math.ceil(width * grow / factor) * factor, math.ceil(height * grow / factor) * factor
+    return w, h
+
+
+def within_budget(image: Image.Image, min_pixels: int, max_pixels: int) -> Image.Image:
+    """An image over ``max_pixels`` scaled to its ``model_size`` (bicubic, as the model's preprocessing
+    scales it, which then has nothing left to do); any other image as it is."""
+    if image.width * image.height <= max_pixels:
+        return image
+    return image.resize(model_size(image.width, image.height, min_pixels, max_pixels), Image.Resampling.BICUBIC)

@@ -67,6 +67,30 @@ def load_reranker(name: str | None = None, **options: Any) -> RerankerLike:
     return _family_class(name, 1)(name, **options)
 
 
+def local_fingerprint(name: str, adapter: str | None = None, revision: str | None = None) -> str | None:
+    """The fingerprint a local model will have (see ``qwen3vl.checkpoint_fingerprint``), read from its
+    files without loading it; None when they are not here (a model server, a hub id not in the cache)."""
+    if is_remote(name):
+        return None
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        if name.count("/") != 1:
+            return None
+        from huggingface_hub import try_to_load_from_cache
+
+        config = try_to_load_from_cache(name, "config.json", revision=revision)
+        if not isinstance(config, str):
+            return None
+        path = Path(config).parent
+    if not any(path.glob("*.safetensors")):
+        return None
+    from .adapters import combined_fingerprint, read_adapter
+    from .qwen3vl import checkpoint_fingerprint
+
+    base = checkpoint_fingerprint(path)
+    return combined_fingerprint(base, read_adapter(adapter).fingerprint) if adapter else base
+
+
 def _no_adapter(name: str, options: dict[str, Any]) -> None:
     if options.get("adapter"):
         raise InputError(f"{name}: an adapter applies to a local model, not to a model server "
