@@ -5,11 +5,11 @@ stay watched. The same through ``vlsearch watch`` and ``vlsearch serve --watch``
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
-import re
 import threading
 import time
 from pathlib import Path
