@@ -358,7 +358,11 @@ def test_api_key_is_sent_and_kept(browser, embedder_path, tmp_path, corpus):
         page.fill("#upload-collection", "keyed")
         page.set_input_files("#upload-files", [str(corpus["picture"]), str(corpus["video"])])
         page.wait_for_selector("#job[data-status=done]", timeout=30000)
-        page.wait_for_selector("#collection option[value=keyed]", state="attached")
+        try:
+            page.wait_for_selector("#collection option[value=keyed]", state="attached")
+        except Exception as exc:  # say what the page showed, for a failure seen once under load
+            raise AssertionError(f"no 'keyed' collection listed; job: {page.text_content('#job')!r}, "
+                                 f"message: {page.text_content('#message')!r}") from exc
         page.reload()
         assert page.input_value("#api-key") == KEY  # kept in localStorage
         page.wait_for_selector("#rerank:disabled:not(:checked)")  # no reranker on this server
