@@ -31,6 +31,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--rerank-pixels", type=int, metavar="N",
                    help="the most pixels of a page or image as the reranker sees it (default 1843200, the official "
                         "reranker's); fewer rerank faster (512x32x32 = 524288: about 5x faster)")
+    p.add_argument("--rerank-budget", type=float, metavar="SECONDS",
+                   help="rerank the best candidates that fit in this time, the rest keep their first-stage order "
+                        "(marked not reranked); 0: no limit (default: 8 when the reranker runs on a CPU, else 0)")
+    p.add_argument("--rerank-inputs", choices=["full", "cheap"],
+                   help="cheap: a mostly-text page is reranked on its text layer or OCR text (default: cheap when the "
+                        "reranker runs on a CPU, else full)")
     p.add_argument("--json", action="store_true", help="JSON output")
     model_arguments(p)
     resident_arguments(p)
@@ -40,7 +46,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     options = {"image": args.image, "top_k": args.top_k, "candidates": args.candidates, "rerank": not args.no_rerank,
                "where": args.where, "instruction": args.instruction, "like": args.like, "mode": args.mode,
-               "weights": _weights(args.weights)}
+               "weights": _weights(args.weights), "rerank_budget": args.rerank_budget,
+               "rerank_inputs": args.rerank_inputs, "timings": {}}
     results, served = None, "in-process"
     # the server has its own models: asking for others, or a collection by path, means in-process
     local_only = (args.no_server or not is_name(args.collection) or args.model or args.reranker or args.device
@@ -61,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                                 model_options=model_options(args), adapter=args.adapter,
                                 reranker_adapter=args.reranker_adapter, rerank_pixels=args.rerank_pixels)
         results = collection.search(args.query, **options)
-    print(f"vlsearch: searched {args.collection!r} {served}", file=sys.stderr)
+    print(f"vlsearch: searched {args.collection!r} {served}{_took(options['timings'], results)}", file=sys.stderr)
     if args.json:
         json.dump([r.to_dict() for r in results], sys.stdout, indent=2)
         print()
@@ -77,6 +84,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r.rank:>3}  {scores}  {r.source} {where}".rstrip())
         print(f"     {r.modality} {r.id}" + (f"  {snippet}" if snippet else "") + (f"  [{r.note}]" if r.note else ""))
     return 0
+
+
+def _took(timings: dict[str, float], results: list) -> str:
+    """", query embedded in 0.41 s, store 0.01 s, rerank 7.9 s (8 of 10 shown reranked)" from a search's timings."""
+    if not timings:
+        return ""
+    parts = [f"{label} {timings[key]:.2f} s" for key, label in (("embed", "query embedded in"), ("search", "store"),
+                                                                ("rerank", "rerank")) if key in timings]
+    reranked = sum(r.reranked for r in results)
+    shown = f" ({reranked} of {len(results)} shown reranked)" if timings.get("rerank", 0) > 0.001 else ""
+    return ", " + ", ".join(parts) + shown
 
 
 def _weights(text: str | None) -> tuple[float, float]:

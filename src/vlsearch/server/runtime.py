@@ -42,8 +42,7 @@ class Models:
         self.embedder = embedder or Embedder(embedder_name(config.model), adapter=config.adapter, **options)
         self.reranker: Reranker | None = None
         if not config.no_reranker:
-            budget = replace(Reranker.default_budget, max_pixels=config.rerank_pixels or
-                             Reranker.default_budget.max_pixels)
+            budget = replace(Reranker.default_budget, max_pixels=config.rerank_pixels) if config.rerank_pixels else None
             self.reranker = reranker or Reranker(reranker_name(config.reranker), adapter=config.reranker_adapter,
                                                  budget=budget, **options)
         self.embedder_name = config.served_model_name or display_name(self.embedder.model_id)
@@ -170,6 +169,7 @@ class BatchedReranker(RerankerBase):
         assert models.reranker is not None
         self._models = models
         self.model_id = models.reranker.model_id
+        self.device = models.reranker.device
 
     def _scores(self, query: Item, documents: list[Item], instruction: str | None, **options: Any) -> list[float]:
         reranker = self._models.reranker
