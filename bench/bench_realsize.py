@@ -114,13 +114,14 @@ def available_gb() -> float:
 class Server:
     """``vlsearch serve`` with both models in one precision, on a loopback port."""
 
-    def __init__(self, home: Path, embedder: Path, reranker: Path, dtype: str, reranking: bool, corpus: Path) -> None:
+    def __init__(self, home: Path, embedder: Path, reranker: Path, dtype: str, reranking: bool, corpus: Path,
+                 device: str | None) -> None:
         self.url = f"http://127.0.0.1:{port()}"
         self.env = {**os.environ, "VLSEARCH_HOME": str(home), "VLSEARCH_API_KEY": KEY, "VLSEARCH_SERVER": self.url}
         self.env.pop("VLSEARCH_DTYPE", None)
         command = [sys.executable, "-m", "vlsearch", "serve", "--model", str(embedder), "--reranker", str(reranker),
                    "--dtype", dtype, "--port", self.url.rsplit(":", 1)[1], "--api-key", KEY,
-                   "--collections-root", str(corpus),
+                   "--collections-root", str(corpus), *(["--device", device] if device else []),
                    *([] if reranking else ["--no-reranker"])]
         started = time.perf_counter()
         home.mkdir(parents=True, exist_ok=True)
@@ -169,7 +170,7 @@ class Server:
 
 def run_mode(dtype: str, home: Path, ckpt: Path, corpus: dict[str, Path], args: argparse.Namespace) -> dict:
     reranking = dtype != "float32" or available_gb() > args.float32_gb
-    server = Server(home, ckpt / "embedder", ckpt / "reranker", dtype, reranking, corpus["search"].parent)
+    server = Server(home, ckpt / "embedder", ckpt / "reranker", dtype, reranking, corpus["search"].parent, args.device)
     out: dict = {"load_s": server.load_s, "loaded_rss_gb": server.loaded["rss_gb"], "reranker": reranking}
     print(f"[{dtype}] both models loaded in {server.load_s:.0f} s, RSS {server.loaded['rss_gb']:.2f} GB"
           + ("" if reranking else f" (embedder only: under {args.float32_gb} GB free)"), flush=True)
@@ -204,7 +205,7 @@ def run_mode(dtype: str, home: Path, ckpt: Path, corpus: dict[str, Path], args: 
     return out
 
 
-def fidelity_at_full_size(ckpt: Path, modes: list[str]) -> dict:
+def fidelity_at_full_size(ckpt: Path, modes: list[str], device: str | None) -> dict:
     """Each mode against float32, one model in memory at a time."""
     from vlsearch.models.embedder import Embedder
     from vlsearch.models.reranker import Reranker
@@ -213,10 +214,10 @@ def fidelity_at_full_size(ckpt: Path, modes: list[str]) -> dict:
     query, docs = {"text": QUERY}, [{"text": phrase(i, 12)} for i in range(5)] + [{"image": gradient_image(320, 240)}]
     vectors, scores = {}, {}
     for mode in ["float32", *[m for m in modes if m != "float32"]]:
-        model = Embedder(ckpt / "embedder", dtype=mode)
+        model = Embedder(ckpt / "embedder", dtype=mode, device=device)
         vectors[mode] = model.embed(items)
         del model
-        model = Reranker(ckpt / "reranker", dtype=mode)
+        model = Reranker(ckpt / "reranker", dtype=mode, device=device)
         scores[mode] = np.array(model.score(query, docs))
         del model
     out = {}
@@ -231,7 +232,8 @@ def fidelity_at_full_size(ckpt: Path, modes: list[str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True, help="directory with embedder/ and reranker/ (built if absent)")
-    ap.add_argument("--modes", default="float32,bfloat16,int8", help="precisions, float32 first (default: all)")
+    ap.add_argument("--modes", default="float32,bfloat16,int8",
+                    help="precisions, the baseline first (default: all; int8 runs on a CPU only)")
     ap.add_argument("--pages", type=int, default=2, help="PDF pages indexed per mode (default 2)")
     ap.add_argument("--images", type=int, default=2, help="images indexed per mode (default 2)")
     ap.add_argument("--notes", type=int, default=56, help="short texts in the searched collection (default 56)")
@@ -239,6 +241,7 @@ def main() -> None:
     ap.add_argument("--float32-gb", type=float, default=19.0,
                     help="float32 loads the reranker too only with this much memory free (default 19)")
     ap.add_argument("--size", default="2b", help="of the checkpoint built when absent (tiny: a quick check of this script)")
+    ap.add_argument("--device", help="cuda, cpu ... (default: the server's: the first GPU if any)")
     ap.add_argument("--no-fidelity", action="store_true")
     ap.add_argument("--workdir", help="corpus and collections (default: a temporary directory)")
     ap.add_argument("--json", help="write the figures here")
@@ -259,7 +262,7 @@ def main() -> None:
     for mode in modes:
         results["modes"][mode] = run_mode(mode, work / "home", ckpt, corpus, args)
     if not args.no_fidelity:
-        results["fidelity"] = fidelity_at_full_size(ckpt, modes)
+        results["fidelity"] = fidelity_at_full_size(ckpt, modes, args.device)
     results["machine"]["load_after"] = os.getloadavg()
     report(results, modes)
     if args.json:

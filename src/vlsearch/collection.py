@@ -53,7 +53,7 @@ LEGACY_LAYOUT = {"ocr": "never", "ocr_engine": "rapidocr", "ocr_lang": None, "oc
 
 MODES = ("dense", "lexical", "hybrid")
 RRF_K = 60  # reciprocal-rank fusion: score = sum of weight / (RRF_K + rank)
-CPU_RERANK_BUDGET = 8.0  # seconds of reranking per search when the reranker runs on a CPU (bench/README.md)
+CPU_RERANK_BUDGET = 6.0  # seconds of reranking per search when the reranker runs on a CPU (bench/README.md)
 RERANK_INPUTS = ("full", "cheap")
 MOSTLY_TEXT_CHARS = 400  # "cheap": a page or image with this much text layer or OCR text is reranked on its text,
 CHEAP_RERANK_PIXELS = 256 * 32 * 32  # other pages and images at most this many pixels (1/7 of the official budget)

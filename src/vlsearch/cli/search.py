@@ -33,7 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "reranker's); fewer rerank faster (512x32x32 = 524288: about 5x faster)")
     p.add_argument("--rerank-budget", type=float, metavar="SECONDS",
                    help="rerank the best candidates that fit in this time, the rest keep their first-stage order "
-                        "(marked not reranked); 0: no limit (default: 8 when the reranker runs on a CPU, else 0)")
+                        "(marked not reranked); 0: no limit (default: 6 when the reranker runs on a CPU, else 0)")
     p.add_argument("--rerank-inputs", choices=["full", "cheap"],
                    help="cheap: a mostly-text page is reranked on its text layer or OCR text (default: cheap when the "
                         "reranker runs on a CPU, else full)")
