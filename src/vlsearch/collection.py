@@ -146,8 +146,8 @@ class Collection:
             the model's fingerprint: a collection built without it refuses a model with it.
         reranker_adapter: a LoRA adapter directory for the reranking model.
         rerank_pixels: the most pixels of an image or page as the reranker sees it (default: the
-            official reranker's 1,843,200 on a GPU, ``Reranker.cpu_max_pixels`` on a CPU); the main
-            lever on reranking time (``bench/README.md``).
+            official reranker's 1,843,200); the main lever on reranking time (``bench/README.md``;
+            see also ``search``'s ``rerank_inputs``).
         rerank_cache_bytes: disk kept for rebuilt pages and video segments, so that reranking the
             same candidates again skips rendering and decoding (``<home>/cache/items``; 0: off).
         catalog: where names are looked up (default: ``Catalog()``, the home directory).
@@ -499,6 +499,9 @@ class Collection:
                     if chunk < 1:
                         break
                 part = slice(done, done + chunk)
+                for record in records[part]:  # one check per source, before the rebuilds run in parallel
+                    if record.modality != "text" and record.source not in checked:
+                        checked[record.source] = _source_changed(record, entries.get(record.source), options)
                 docs, notes = zip(*pool.map(lambda r: self._rerank_input(r, entries, checked, options, cheap),
                                             records[part]))
                 scores = reranker.score(query, list(docs), instruction=instruction)

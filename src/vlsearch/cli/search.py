@@ -35,8 +35,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="rerank the best candidates that fit in this time, the rest keep their first-stage order "
                         "(marked not reranked); 0: no limit (default: 6 when the reranker runs on a CPU, else 0)")
     p.add_argument("--rerank-inputs", choices=["full", "cheap"],
-                   help="cheap: a mostly-text page is reranked on its text layer or OCR text (default: cheap when the "
-                        "reranker runs on a CPU, else full)")
+                   help="cheap: a mostly-text page is reranked on its text layer or OCR text, other pictures at "
+                        "262144 pixels (default: cheap when the reranker runs on a CPU, else full)")
     p.add_argument("--json", action="store_true", help="JSON output")
     model_arguments(p)
     resident_arguments(p)

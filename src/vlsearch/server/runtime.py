@@ -42,7 +42,8 @@ class Models:
         self.embedder = embedder or Embedder(embedder_name(config.model), adapter=config.adapter, **options)
         self.reranker: Reranker | None = None
         if not config.no_reranker:
-            budget = replace(Reranker.default_budget, max_pixels=config.rerank_pixels) if config.rerank_pixels else None
+            budget = replace(Reranker.default_budget, max_pixels=config.rerank_pixels or
+                             Reranker.default_budget.max_pixels)
             self.reranker = reranker or Reranker(reranker_name(config.reranker), adapter=config.reranker_adapter,
                                                  budget=budget, **options)
         self.embedder_name = config.served_model_name or display_name(self.embedder.model_id)
