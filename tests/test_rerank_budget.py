@@ -42,7 +42,7 @@ def collection(tmp_path_factory, embedder_path, reranker):
     write_text_pdf(root / "docs" / "long.pdf", 1, text=LONG)
     write_text_pdf(root / "docs" / "short.pdf", 1, text="a chart")
     gradient_image(800, 600, seed=3).save(root / "docs" / "photo.png")
-    c = Collection(str(root / "c"), model=str(embedder_path), loaded_reranker=reranker)
+    c = Collection(str(root / "c"), model=str(embedder_path), loaded_reranker=reranker, rerank_cache_bytes=0)
     c.add([root / "docs"], workers=0, options=ExtractOptions(ocr="never"))
     return c
 
