@@ -57,7 +57,7 @@ CPU_RERANK_BUDGET = 6.0  # seconds of reranking per search when the reranker run
 RERANK_INPUTS = ("full", "cheap")
 MOSTLY_TEXT_CHARS = 400  # "cheap": a page or image with this much text layer or OCR text is reranked on its text,
 CHEAP_RERANK_PIXELS = 256 * 32 * 32  # other pages and images at most this many pixels (1/7 of the official budget)
-FIRST_RERANK_CHUNK = 2  # candidates scored before the budget's per-candidate cost is estimated
+FIRST_RERANK_CHUNK = 1  # candidates scored before the cost per candidate is known (always reranked)
 
 
 @dataclass
