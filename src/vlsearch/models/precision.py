@@ -1,11 +1,11 @@
 """Precision of a local model: the ``dtype`` option, its CPU default, and int8 linear layers.
 
 ``dtype`` is one of ``DTYPES``. ``auto`` is ``$VLSEARCH_DTYPE`` when set, else bfloat16 on a GPU
-and on a CPU that multiplies bfloat16 natively (AMX or AVX512-BF16: 6x float32's speed on a
-Sapphire Rapids core, ``bench/README.md``), else float32. ``int8`` keeps every linear layer's
-weights as int8 with one scale per output channel and multiplies them with oneDNN/FBGEMM's int8
-kernels (activations quantised on the fly, per call: ``int8.py``); everything else runs in float32. It needs
-about a third of float32's memory and suits CPUs without bfloat16 arithmetic.
+and on a CPU that multiplies bfloat16 natively (AMX or AVX512-BF16: a 2048x6144 GEMM ran 6x
+float32's speed on the Xeon of ``bench/README.md``), else float32. ``int8`` (``int8.py``) keeps
+every linear layer's weights as int8 with one scale per output channel, multiplied by oneDNN's
+int8 kernels with activations quantised per call; everything else runs in float32. It needs the
+least memory and suits CPUs without bfloat16 arithmetic.
 
 Batch invariance holds in every mode (``models/invariant.py``): bfloat16 GEMMs run one input's
 rows per call as in float32, and an int8 layer always does, since its activation scale is taken
@@ -27,7 +27,8 @@ def fast_bf16_cpu() -> bool:
     """Whether this CPU has bfloat16 matrix instructions (AMX tiles or AVX512-BF16)."""
     import torch
 
-    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch's own CPU probes (private)
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def dtype_name(dtype: Any, device: str) -> str:
