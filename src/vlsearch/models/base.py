@@ -24,7 +24,7 @@ class Qwen3VLBase:
         device: "cuda", "cuda:1", "cpu" ...; the first GPU when there is one.
         dtype: "auto" ($VLSEARCH_DTYPE, else bfloat16 on a GPU and on a CPU with bfloat16 matrix
             instructions, else float32), "float32", "bfloat16", "float16", or "int8" (CPU: int8
-            linear layers, float32 elsewhere; the least memory). See ``models/precision.py``.
+            linear layers, float32 elsewhere: CPUs without bfloat16). See ``models/precision.py``.
         budget: pixel, frame and token budgets.
         limits: caps on media inputs (pixels, bytes, video length, URL policy).
         batch_tokens: tokens per forward pass (length-sorted batches; counted with padding when
