@@ -78,7 +78,7 @@ class InvariantLinear(nn.Linear):
         return self._product(rows)[:n]
 
     def _product(self, x: torch.Tensor) -> torch.Tensor:
-        """The layer's matrix product (``precision.Int8Linear`` has its own)."""
+        """The layer's matrix product (``int8.Int8Linear`` has its own)."""
         return F.linear(x, self.weight, self.bias)
 
 
