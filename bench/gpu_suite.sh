@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU numbers in one call (about 8 minutes on one H100/H200), on a machine that has a CUDA torch
+# The GPU numbers in one call (about 14 minutes on one H100/H200), on a machine that has a CUDA torch
 # and nothing of ours: bench/gpu_suite.sh [WORKDIR]
 #
 # 1. installs vlsearch from this tree (set VLSEARCH_WHEELS=DIR to install offline from wheels there);
@@ -8,7 +8,8 @@
 #    rerank pairs/s for top-100 (50 texts, 50 images) against one pair per forward, the token
 #    efficiency, peak GPU memory and an operator profile of one batch (bench_models.py --gpu-suite);
 #    the bf16 invariance figures (bench_invariance.py); 16 HTTP clients against the library in-process
-#    (bench_server.py).
+#    (bench_server.py); the Embedding-2B and Reranker-2B shapes served together in float32 and bf16:
+#    peak host RSS, index pages/min and images/min, search latency and bf16's fidelity (bench_realsize.py).
 # Each step has its own time limit, so one that stalls does not take the others' time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -38,5 +39,8 @@ step 120 "bf16 batch invariance" \
 step 120 "server: 16 clients against the library in-process" \
   python bench/bench_server.py --checkpoint "$ckpt" --device cuda --dtype bfloat16 --kinds image \
     --rounds 3 --sequential 64 --per-client 16 --torch-threads 0 --json "$work/server.json"
-echo; echo "results: $work/{models,invariance,server}.json and $work/profile.txt"
+step 420 "the 2B pair at full size: server memory, index pages/min and images/min, search latency" \
+  python bench/bench_realsize.py --checkpoint "$work/vl2b-pair" --device cuda --modes float32,bfloat16 \
+    --pages 16 --images 16 --searches 3 --json "$work/realsize.json"
+echo; echo "results: $work/{models,invariance,server,realsize}.json and $work/profile.txt"
 exit $status

@@ -10,6 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+# models compute in float32 whatever this CPU's default is: the tests compare with float32 references bit for bit
+os.environ.setdefault("VLSEARCH_DTYPE", "float32")
 
 from media_files import make_media  # noqa: E402
 

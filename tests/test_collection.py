@@ -141,7 +141,7 @@ def test_rerank_uses_the_thumbnail_when_the_source_is_gone(home, corpus, embedde
     c = Collection("gone", model=str(embedder_path), reranker=str(reranker_path))
     c.add([corpus["a.png"], corpus["pdf"]], options=OPTIONS)
     corpus["a.png"].unlink()
-    results = c.search("picture", top_k=4)
+    results = c.search("picture", top_k=4, rerank_inputs="full")  # pages as indexed: no note of their own
     moved = [r for r in results if r.source.endswith("a.png")]
     assert moved and "reranked on the thumbnail" in moved[0].note
     assert all(not r.note for r in results if not r.source.endswith("a.png"))

@@ -247,7 +247,7 @@ def test_stdio_subprocess_search_ingest_and_poll(indexed, reranker_path, tmp_pat
     inbox.mkdir()
     (inbox / "walrus.txt").write_text("Walruses rest on ice floes in the Arctic. " * 4)
     src = str(Path(__import__("vlsearch").__file__).parent.parent)
-    env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")},
+    env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "VLSEARCH_DTYPE")},
            "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]), "HF_HUB_OFFLINE": "1",
            "VLSEARCH_HOME": str(indexed.home)}
     params = StdioServerParameters(

@@ -91,6 +91,25 @@ def test_ingest_uploads_then_search(http, embedder, tree):
     assert "path" not in info
 
 
+def test_search_says_what_was_reranked_and_how_long_each_stage_took(http, server):
+    from vlsearch.integrations.common import RemoteCollection
+
+    answer = http.post("/v1/collections/uploads/search", json={"query": "penguins", "rerank_budget": 0}).json()
+    assert set(answer["timings"]) == {"embed", "search", "rerank"} and answer["reranked"]
+    assert all(r["reranked"] and r["note"] == "" for r in answer["results"])
+    plain = http.post("/v1/collections/uploads/search", json={"query": "penguins", "rerank": False}).json()
+    assert not plain["reranked"] and not any(r["reranked"] for r in plain["results"])
+    assert_clean_error(http.post("/v1/collections/uploads/search", json={"query": "penguins", "rerank_budget": -1}),
+                       422, "rerank_budget")
+    files = [("files", (f"n{i}.txt", f"penguin note {i}".encode(), "text/plain")) for i in range(4)]
+    job = wait_for_job(http, http.post("/v1/collections/budget/ingest", files=files).json()["job_id"])
+    assert job["status"] == "done", job
+    timings: dict[str, float] = {}
+    results = RemoteCollection(server.url, "budget").search("penguins", rerank_budget=0.001, timings=timings)
+    assert [r.reranked for r in results] == [True, False, False, False]  # the first, whatever the budget
+    assert results[-1].note.startswith("not reranked: the 0.001 s rerank budget") and timings["rerank"] > 0
+
+
 def test_ingest_allowed_paths(http, tree):
     response = http.post("/v1/collections/paths/ingest", json={"paths": [str(tree / "root" / "docs")]})
     assert response.status_code == 202, response.text

@@ -206,7 +206,9 @@ def test_search_shows_cards_scores_and_errors(page):
     run_search(page, top_k="20")
     cards = page.locator("#results .card")
     assert cards.count() == 1 + 1 + 2 + 3  # text, image, pdf pages, video segments
-    assert "reranked" in page.text_content("#summary")
+    assert "all reranked" in page.text_content("#summary")
+    notes = page.locator("#results .card[data-modality=pdf_page] .note").all_text_contents()
+    assert notes == ["reranked at 262,144 pixels (rerank_inputs=cheap)"] * 2  # what the reranker saw, on a CPU
     modalities = sorted(cards.nth(i).get_attribute("data-modality") for i in range(cards.count()))
     assert modalities == ["image", "pdf_page", "pdf_page", "text", "video", "video", "video"]
     thumbs = page.locator("#results .thumb img")

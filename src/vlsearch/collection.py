@@ -36,7 +36,9 @@ from .ingest.office import missing_reason, soffice
 from .ingest.archives import SEPARATOR, split_member
 from .ingest.sources import changed_reason, fingerprint, is_uri, under
 from .ingest.writer import IndexReport, IndexWriter, ProgressCallback
-from .items import Item
+from .ingest.video_frames import fit_pixels
+from .items import Item, listed
+from .media.images import load_image
 from .locator import Located, Locator
 from .models.contract import QUERY_INSTRUCTION, EmbedderLike, RerankerLike
 from .models.loading import (embedder_name, is_remote, load_embedder, load_reranker, local_fingerprint,
@@ -57,15 +59,21 @@ LEGACY_LAYOUT = {"ocr": "never", "ocr_engine": "rapidocr", "ocr_lang": None, "oc
 
 MODES = ("dense", "lexical", "hybrid")
 RRF_K = 60  # reciprocal-rank fusion: score = sum of weight / (RRF_K + rank)
+CPU_RERANK_BUDGET = 6.0  # seconds of reranking per search when the reranker runs on a CPU (bench/README.md)
+RERANK_INPUTS = ("full", "cheap")
+MOSTLY_TEXT_CHARS = 400  # "cheap": a page or image with this much text layer or OCR text is reranked on its text,
+CHEAP_RERANK_PIXELS = 256 * 32 * 32  # other pages and images at most this many pixels (1/7 of the official budget)
+FIRST_RERANK_CHUNK = 1  # candidates scored before the cost per candidate is known (always reranked)
 
 
 @dataclass
 class Result(Located):
     """One search result (``modality``, ``page``, ``start``, ``end`` read through to ``locator``).
 
-    ``score`` is the reranker's relevance in [0, 1] when reranked; else the cosine similarity
+    ``score`` is the reranker's relevance in [0, 1] when ``reranked``; else the cosine similarity
     (dense), the BM25 score (lexical) or the reciprocal-rank fusion of both (hybrid).
     ``vector_score`` and ``lexical_score`` are the item's scores in each ranking it appeared in.
+    ``note`` says what the reranker saw when it was not the item itself, or why it was not reranked.
     """
 
     rank: int
@@ -82,6 +90,7 @@ class Result(Located):
     lexical_score: float | None = None
     regions: list[dict[str, Any]] = field(default_factory=list)  # where the query's words are (``grounding``)
     moment: dict[str, Any] | None = None  # a video's best few seconds, when asked for (``moments``)
+    reranked: bool = False
 
     @classmethod
     def of(cls, hit: Hit, lexical: bool = False) -> Result:
@@ -98,7 +107,7 @@ class Result(Located):
                "modality": self.modality, "page": self.page, "start": self.start, "end": self.end, "text": self.text,
                "thumbnail": None, "metadata": {k: v for k, v in self.metadata.items() if k != "layer_words"},
                "note": self.note, "regions": self.regions,
-               "moment": self.moment}
+               "moment": self.moment, "reranked": self.reranked}
         if thumbnail and self.thumbnail:
             import base64
 
@@ -148,7 +157,8 @@ class Collection:
             the model's fingerprint: a collection built without it refuses a model with it.
         reranker_adapter: a LoRA adapter directory for the reranking model.
         rerank_pixels: the most pixels of an image or page as the reranker sees it (default: the
-            official reranker's 1,843,200); the main lever on reranking time (``bench/README.md``).
+            official reranker's 1,843,200); the main lever on reranking time (``bench/README.md``;
+            see also ``search``'s ``rerank_inputs``).
         rerank_cache_bytes: disk kept for rebuilt pages and video segments, so that reranking the
             same candidates again skips rendering and decoding (``<home>/cache/items``; 0: off).
         catalog: where names are looked up (default: ``Catalog()``, the home directory).
@@ -412,9 +422,9 @@ class Collection:
 
     def search(self, query: str | None = None, *, image: Any = None, top_k: int = 10, candidates: int = 50,
                rerank: bool = True, where: str | None = None, instruction: str | None = None,
-               like: str | None = None, mode: str | None = None,
-               weights: tuple[float, float] = (1.0, 1.0), moments: bool = False,
-               dense_regions: bool = False) -> list[Result]:
+               like: str | None = None, mode: str | None = None, weights: tuple[float, float] = (1.0, 1.0),
+               moments: bool = False, dense_regions: bool = False, rerank_budget: float | None = None,
+               rerank_inputs: str | None = None, timings: dict[str, float] | None = None) -> list[Result]:
         """Two-stage search: candidates by vector and/or by words, then the reranker on them.
 
         Args:
@@ -436,9 +446,25 @@ class Collection:
             dense_regions: also add each page's or image's most query-like patches to its regions
                 (kind "dense", an approximation), at one embedder forward per result; a local
                 embedding model only.
+            rerank_budget: seconds of reranking: the best candidates that fit are reranked (the cost
+                of one is estimated from the first ones scored), the rest follow in first-stage
+                order, marked ``reranked=False`` with the reason in ``note``. None: ``CPU_RERANK_BUDGET``
+                when the reranker runs on a CPU, else no limit; 0: no limit.
+            rerank_inputs: "full" (each page, image or segment as indexed) or "cheap" (a page or
+                image with at least ``MOSTLY_TEXT_CHARS`` of text layer or OCR text is reranked on
+                its text, others at most ``CHEAP_RERANK_PIXELS``); None: cheap when the reranker runs
+                on a CPU, else full.
+            timings: a dict filled with the seconds spent on "embed" (the query), "search" (the
+                store) and "rerank".
         """
         if top_k < 1 or candidates < 1:
             raise InputError("top_k and candidates must be >= 1")
+        if rerank_budget is not None and not rerank_budget >= 0:
+            raise InputError(f"rerank_budget must be a number of seconds >= 0 (0: no limit), not {rerank_budget!r}")
+        if rerank_inputs is not None and rerank_inputs not in RERANK_INPUTS:
+            raise InputError(f"rerank_inputs must be one of {', '.join(RERANK_INPUTS)}, not {rerank_inputs!r}")
+        timings = {} if timings is None else timings
+        clock = time.perf_counter()
         if where is not None:
             parse_filter(where)  # checked with the caps for user filters (length, IN lists)
         if not self.meta.get("fingerprint"):
@@ -454,6 +480,7 @@ class Collection:
         else:
             query_item = Item(text=query or None, image=image, instruction=instruction or self.instruction)
             vector = None if mode == "lexical" else self.embedder.embed([query_item], dim=self.dim)[0]
+        timings["embed"], clock = time.perf_counter() - clock, time.perf_counter()
         dense = [] if mode == "lexical" else self._without(
             self.store.search(np.asarray(vector, np.float32), k=depth + (liked is not None), where=where), like)
         lexical = [] if mode == "dense" else self._without(
@@ -462,9 +489,12 @@ class Collection:
             results = fuse(dense[:depth], lexical[:depth], weights)[:depth]
         else:
             results = [Result.of(h, mode == "lexical") for h in (lexical if mode == "lexical" else dense)[:depth]]
+        timings["search"], clock = time.perf_counter() - clock, time.perf_counter()
         if rerank and results:
             records = {h.record.id: h.record for h in (*dense, *lexical)}
-            self._rerank(query_item, results, [records[r.id] for r in results], instruction)
+            results = self._rerank(query_item, results, [records[r.id] for r in results], instruction,
+                                   rerank_budget, rerank_inputs)
+        timings["rerank"] = time.perf_counter() - clock
         for rank, result in enumerate(results[:top_k], 1):
             result.rank = rank
             result.regions = find_regions(query, result.metadata, result.modality)
@@ -535,19 +565,57 @@ class Collection:
             self._has_text = self.store.count("text != ''") > 0
         return "hybrid" if self._has_text else "dense"
 
-    def _rerank(self, query: Item, results: list[Result], records: list[Record], instruction: str | None) -> None:
+    def _rerank(self, query: Item, results: list[Result], records: list[Record], instruction: str | None,
+                budget: float | None, inputs: str | None) -> list[Result]:
+        """Rerank the candidates in first-stage order while the budget lasts (see ``search``):
+        the reranked ones first, by relevance, then the others as they came."""
+        reranker = self.reranker
+        on_cpu = getattr(reranker, "device", None) == "cpu"
+        seconds = (CPU_RERANK_BUDGET if on_cpu else 0.0) if budget is None else budget
+        cheap = (inputs or ("cheap" if on_cpu else "full")) == "cheap"
         entries = self.store.files()  # one look-up per search, one check per source
         options = self.extract_options()
-        checked = {r.source: _source_changed(r, entries.get(r.source), options)
-                   for r in records if r.modality != "text"}
-        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # rebuilds overlap
-            docs, notes = zip(*pool.map(lambda r: self._item_of(r, entries, checked, options), records))
+        checked: dict[str, str] = {}
         query = Item(text=query.text, image=query.image, video=query.video, fps=query.fps)
-        scores = self.reranker.score(query, list(docs), instruction=instruction)
-        for result, score, note in zip(results, scores, notes):
-            result.rerank_score = result.score = score
-            result.note = note
-        results.sort(key=lambda r: (-r.score, -(r.vector_score or 0.0), -(r.lexical_score or 0.0)))
+        started, done, chunk = time.perf_counter(), 0, len(records) if not seconds else FIRST_RERANK_CHUNK
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # rebuilds overlap
+            while done < len(records):
+                if seconds and done:  # as many as the time left pays for, at the cost per candidate so far
+                    spent = time.perf_counter() - started
+                    chunk = min(int((seconds - spent) / (spent / done)), 2 * done)
+                    if chunk < 1:
+                        break
+                part = slice(done, done + chunk)
+                for record in records[part]:  # one check per source, before the rebuilds run in parallel
+                    if record.modality != "text" and record.source not in checked:
+                        checked[record.source] = _source_changed(record, entries.get(record.source), options)
+                docs, notes = zip(*pool.map(lambda r: self._rerank_input(r, entries, checked, options, cheap),
+                                            records[part]))
+                scores = reranker.score(query, list(docs), instruction=instruction)
+                for result, score, note in zip(results[part], scores, notes):
+                    result.rerank_score = result.score = score
+                    result.note, result.reranked = note, True
+                done += len(docs)
+        for result in results[done:]:
+            result.note = (f"not reranked: the {seconds:g} s rerank budget was spent on the first {done} of "
+                           f"{len(results)} candidates")
+        return sorted(results[:done], key=lambda r: (-r.score, -(r.vector_score or 0.0),
+                                                     -(r.lexical_score or 0.0))) + results[done:]
+
+    def _rerank_input(self, record: Record, entries: dict[str, FileEntry], checked: dict[str, str],
+                      options: ExtractOptions, cheap: bool) -> tuple[Item, str]:
+        """What the reranker sees of a candidate: the item itself (``_item_of``); when ``cheap``, the
+        text of a page or image that is mostly text, or else its pictures scaled down."""
+        if not cheap:
+            return self._item_of(record, entries, checked, options)
+        if record.modality in ("pdf_page", "image") and len(record.text.strip()) >= MOSTLY_TEXT_CHARS:
+            return Item(text=record.text), "reranked on its text (a mostly-text page; rerank_inputs=cheap)"
+        item, note = self._item_of(record, entries, checked, options)
+        images = [load_image(image, options.limits) for image in listed(item.image)]
+        if any(image.width * image.height > CHEAP_RERANK_PIXELS for image in images):
+            item = replace(item, image=[fit_pixels(image, CHEAP_RERANK_PIXELS) for image in images])
+            note = note or f"reranked at {CHEAP_RERANK_PIXELS:,} pixels (rerank_inputs=cheap)"
+        return item, note
 
     def _item_of(self, record: Record, entries: dict[str, FileEntry] | None = None,
                  checked: dict[str, str] | None = None,

@@ -198,3 +198,34 @@ def write_video(path: Path, frames: int = 24, fps: int = 8, size: tuple[int, int
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def fidelity(reference: np.ndarray, other: np.ndarray, queries: int, k: int = 10) -> dict[str, float]:
+    """How far ``other``'s unit vectors are from ``reference``'s (the same inputs, e.g. float32
+    against a reduced precision): the lowest and mean cosine of each input's two vectors, and the
+    mean overlap of the top-``k`` documents each of the first ``queries`` rows retrieves from the
+    remaining rows (1.0: the same ``k`` documents)."""
+    cosines = (reference * other).sum(axis=1)
+
+    def top(vectors: np.ndarray) -> np.ndarray:
+        scores = vectors[:queries] @ vectors[queries:].T
+        return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+    overlap = [len(set(a) & set(b)) / k for a, b in zip(top(reference), top(other))]
+    return {"min_cosine": float(cosines.min()), "mean_cosine": float(cosines.mean()),
+            f"top{k}_overlap": float(np.mean(overlap))}
+
+
+def retrieval_items(queries: int = 8, documents: int = 40, seed: int = 0) -> list[dict]:
+    """A synthetic retrieval set for ``fidelity``: ``queries`` short texts, then ``documents``
+    texts of 5-60 words and small pictures (one in four)."""
+    rng = np.random.default_rng(seed)
+
+    def words(n: int) -> str:
+        return " ".join(f"w{i}" for i in rng.integers(0, 400, n))
+
+    items: list[dict] = [{"text": words(int(rng.integers(3, 9)))} for _ in range(queries)]
+    for i in range(documents):
+        items.append({"image": gradient_image(96 + 32 * (i % 4), 96, seed=i)} if i % 4 == 3
+                     else {"text": words(int(rng.integers(5, 60)))})
+    return items

@@ -6,6 +6,8 @@ import argparse
 import re
 from typing import Any
 
+from ..models.precision import DTYPES
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
@@ -27,7 +29,9 @@ def model_arguments(parser: argparse.ArgumentParser, reranker: bool = True) -> N
                                                "Qwen/Qwen3-VL-Reranker-2B)")
         reranker_adapter_argument(parser)
     parser.add_argument("--device", help="cuda, cuda:1, cpu ... (default: the first GPU if any)")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    parser.add_argument("--dtype", default="auto", choices=DTYPES,
+                        help="model precision: auto ($VLSEARCH_DTYPE, else bfloat16 on a GPU or on a CPU with bfloat16 "
+                             "instructions, else float32); int8: int8 linear layers on a CPU (least memory)")
 
 
 def reranker_adapter_argument(parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..models.precision import DTYPES
 from .common import EXIT_ERROR, EXIT_OK, command
 
 
@@ -42,7 +43,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="largest allowed |local - remote| reranker score (default 1e-3)")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.add_argument("--device", help="device of the local models (default: the first GPU if any)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default="auto", choices=DTYPES)
     p.set_defaults(run=run)
 
 

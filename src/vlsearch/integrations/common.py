@@ -24,7 +24,7 @@ from ..wire import data_uri
 
 #: the metadata of a result, in this order (absent values are left out)
 METADATA_KEYS = ("id", "source", "modality", "page", "start", "end", "rank", "score", "vector_score",
-                 "lexical_score", "rerank_score", "note", "regions", "moment")
+                 "lexical_score", "rerank_score", "reranked", "note", "regions", "moment")
 
 
 class RemoteCollection:
@@ -50,18 +50,23 @@ class RemoteCollection:
     def search(self, query: str | None = None, *, image: Any = None, top_k: int = 10, candidates: int = 50,
                rerank: bool | None = None, where: str | None = None, instruction: str | None = None,
                like: str | None = None, thumbnails: bool = True, mode: str | None = None,
-               weights: tuple[float, float] = (1.0, 1.0), moments: bool = False) -> list[Result]:
+               weights: tuple[float, float] = (1.0, 1.0), moments: bool = False, rerank_budget: float | None = None,
+               rerank_inputs: str | None = None, timings: dict[str, float] | None = None) -> list[Result]:
         """The server's two-stage search (``rerank`` None: when the server has a reranker). ``image``:
-        a path, bytes, PIL image, data URI or URL (local media are sent inline)."""
+        a path, bytes, PIL image, data URI or URL (local media are sent inline). ``timings`` is filled
+        with the server's (see ``Collection.search``)."""
         body: dict[str, Any] = {"query": query, "top_k": top_k, "candidates": candidates, "rerank": rerank,
                                 "where": where, "instruction": instruction, "like": like, "thumbnails": thumbnails,
-                                "mode": mode, "weights": list(weights), "moments": moments or None}
+                                "mode": mode, "weights": list(weights), "moments": moments or None,
+                                "rerank_budget": rerank_budget, "rerank_inputs": rerank_inputs}
         if image is not None:
             try:
                 body["image"] = data_uri(image, self.limits, "image")
             except VlsearchError as exc:
                 raise in_context("image", exc) from None
         answer = self.client.call(f"collections/{self.name}/search", {k: v for k, v in body.items() if v is not None})
+        if timings is not None:
+            timings.update(answer.get("timings") or {})
         return [result_from_json(r) for r in answer.get("results", [])]
 
     def media_url(self, item_id: str) -> str:
@@ -77,7 +82,7 @@ def result_from_json(data: dict[str, Any]) -> Result:
                   data["source"], locator, data.get("text") or "",
                   base64.b64decode(thumbnail.partition(",")[2]) if thumbnail else None,
                   data.get("metadata") or {}, data.get("note") or "", data.get("lexical_score"),
-                  data.get("regions") or [], data.get("moment"))
+                  data.get("regions") or [], data.get("moment"), bool(data.get("reranked")))
 
 
 def open_searcher(collection: Any, url: str | None = None, api_key: str | None = None) -> Any:

@@ -15,7 +15,7 @@ from .batching import collate, collate_packed, last_token, last_token_packed, pl
 from .feed import Ahead, Prepared, TokenCounts
 from .layout import AttentionBackend
 from .qwen3vl import (Encoded, VisionBudget, checkpoint_fingerprint, encode_each, load_backbone, pick_device,
-                      pick_dtype, resolve_checkpoint)
+                      resolve_checkpoint)
 
 
 class Qwen3VLBase:
@@ -24,7 +24,9 @@ class Qwen3VLBase:
     Args:
         model: hub id (downloaded once into the Hugging Face cache) or local directory.
         device: "cuda", "cuda:1", "cpu" ...; the first GPU when there is one.
-        dtype: "auto" (bfloat16 on GPU, float32 on CPU), "float32", "bfloat16", "float16".
+        dtype: "auto" ($VLSEARCH_DTYPE, else bfloat16 on a GPU and on a CPU with bfloat16 matrix
+            instructions, else float32), "float32", "bfloat16", "float16", or "int8" (CPU: int8
+            linear layers, float32 elsewhere: CPUs without bfloat16). See ``models/precision.py``.
         budget: pixel, frame and token budgets.
         limits: caps on media inputs (pixels, bytes, video length, URL policy).
         batch_tokens: tokens per forward pass (length-sorted batches; counted with padding when
@@ -74,18 +76,21 @@ class Qwen3VLBase:
         attention: AttentionBackend = "auto",
     ) -> None:
         from .attention import register_rowwise_attention, resolve_backend
+        from .int8 import quantize_linears
+        from .precision import compute_dtype, dtype_name, load_dtype
 
         self.model_id = str(model)
         self.path = resolve_checkpoint(model, revision)
         self.device = pick_device(device)
-        self.dtype = pick_dtype(dtype, self.device)
+        self.precision = dtype_name(dtype, self.device)
+        self.dtype = compute_dtype(self.precision)
         self.budget = budget or self.default_budget
         self.limits = limits or MediaLimits()
         self.batch_tokens = batch_tokens or (16384 if self.device.startswith("cuda") else 2048)
         self.max_batch_size = max_batch_size
         self.prefetch_bytes = prefetch_bytes
         attn = attn_implementation or register_rowwise_attention()
-        self.model, self.processor = load_backbone(self.path, self.device, self.dtype, attn)
+        self.model, self.processor = load_backbone(self.path, self.device, load_dtype(self.precision), attn)
         self.base_fingerprint = checkpoint_fingerprint(self.path)
         self.adapter: AdapterInfo | None = None
         if adapter is not None:
@@ -93,6 +98,8 @@ class Qwen3VLBase:
             self.adapter = read_adapter(adapter)
             check_base(self.adapter, self.model_id, self.base_fingerprint)
             self.model = apply_adapter(self.model, self.adapter).eval()
+        if self.precision == "int8":  # after the adapter: it merges into float weights
+            self.model = quantize_linears(self.model)
         self._batch_invariant = False
         self.batch_invariant = batch_invariant
         self.packed = packed and attn_implementation is None  # packing needs vlsearch's attention function

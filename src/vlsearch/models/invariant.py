@@ -52,17 +52,18 @@ class InvariantLinear(nn.Linear):
     length) keeps every call off the BLAS's few-row kernels, which on some CPUs split the
     work by thread and so round differently with the thread count (MKL on an AMD EPYC: 5-7
     and 9-11 rows). On Intel CPUs MKL's AVX2 kernels split larger products by thread too, so the package sets
-    MKL's strict reproducibility mode (``MKL_CBWR``, in ``vlsearch/__init__.py``). Anything else, and training, goes through ``nn.Linear`` unchanged.
+    MKL's strict reproducibility mode (``MKL_CBWR``, in ``vlsearch/__init__.py``). Anything else, and training,
+    is one plain product.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
-            return super().forward(x)
+            return self._product(x)
         if x.dim() == 2:
             return self._rows(x)
         layout = ROWS.get()
         if layout is None or not layout.matches(x):
-            return super().forward(x)
+            return self._product(x)
         if isinstance(layout, PackedLayout):
             parts = [self._rows(x[0, s:e]) for s, e in layout.spans()]
             return (parts[0] if len(parts) == 1 else torch.cat(parts))[None]
@@ -76,7 +77,11 @@ class InvariantLinear(nn.Linear):
         padded = -(-n // ROW_QUANTUM) * ROW_QUANTUM
         if padded != n:
             rows = torch.cat([rows, rows.new_zeros(padded - n, rows.shape[1])])
-        return F.linear(rows, self.weight, self.bias)[:n]
+        return self._product(rows)[:n]
+
+    def _product(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's matrix product (``int8.Int8Linear`` has its own)."""
+        return F.linear(x, self.weight, self.bias)
 
 
 def fixed_order_sum(x: torch.Tensor) -> torch.Tensor:

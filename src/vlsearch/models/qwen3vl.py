@@ -104,19 +104,6 @@ def pick_device(device: str | None) -> str:
     return "cpu"
 
 
-def pick_dtype(dtype: Any, device: str) -> Any:
-    import torch
-
-    if dtype is None or dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if isinstance(dtype, str):
-        try:
-            return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-        except KeyError:
-            raise InputError(f"dtype must be float32, bfloat16 or float16, not {dtype!r}") from None
-    return dtype
-
-
 def load_backbone(path: Path, device: str, dtype: Any, attn_implementation: str | None):
     """``Qwen3VLModel`` (vision tower + language model, no LM head) and its processor."""
     from transformers import AutoProcessor, Qwen3VLModel

@@ -171,14 +171,19 @@ def build_router(config: ServerConfig, models: Models, collections: Collections,
             raise InputError("this server has no reranker loaded: search with \"rerank\": false")
         collection = await run_in_threadpool(collections.get, name)
 
+        timings: dict[str, float] = {}
+
         def run() -> list[Any]:
             return collection.search(query_text, image=image, top_k=body.top_k, candidates=body.candidates,
                                      rerank=rerank, where=body.where, instruction=body.instruction, like=body.like,
-                                     mode=body.mode, weights=body.weights, moments=body.moments)
+                                     mode=body.mode, weights=body.weights, moments=body.moments,
+                                     rerank_budget=body.rerank_budget, rerank_inputs=body.rerank_inputs,
+                                     timings=timings)
 
         results = await run_in_threadpool(run)
-        return JSONResponse({"object": "list", "collection": name, "reranked": rerank and bool(results),
-                             "model": models.embedder_name,
+        return JSONResponse({"object": "list", "collection": name,
+                             "reranked": rerank and any(r.reranked for r in results),
+                             "timings": timings, "model": models.embedder_name,
                              "results": [r.to_dict(thumbnail=body.thumbnails) for r in results]})
 
     @router.post("/v1/collections/{name}/ingest", status_code=202)

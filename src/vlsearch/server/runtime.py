@@ -170,6 +170,7 @@ class BatchedReranker(RerankerBase):
         assert models.reranker is not None
         self._models = models
         self.model_id = models.reranker.model_id
+        self.device = models.reranker.device
 
     def _scores(self, query: Item, documents: list[Item], instruction: str | None, **options: Any) -> list[float]:
         reranker = self._models.reranker

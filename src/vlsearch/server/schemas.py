@@ -95,6 +95,8 @@ class SearchRequest(_Body):
     like: str | None = None
     mode: Literal["dense", "lexical", "hybrid"] | None = None  # None: hybrid when the collection has text
     weights: tuple[float, float] = (1.0, 1.0)  # dense and lexical weights of the hybrid fusion
+    rerank_budget: float | None = Field(default=None, ge=0)  # seconds (0: no limit); None: 6 on a CPU
+    rerank_inputs: Literal["full", "cheap"] | None = None  # None: cheap on a CPU
     thumbnails: bool = True
     moments: bool = False  # each video result's best few seconds (extra embedder forwards)
 

@@ -31,7 +31,7 @@ from ..files import read_json, write_json
 from ..models.adapters import merge_checkpoint, write_meta
 from ..models.embedder import Embedder
 from ..models.loading import embedder_name, is_remote, reranker_name
-from ..models.qwen3vl import checkpoint_fingerprint, resolve_checkpoint
+from ..models.qwen3vl import checkpoint_fingerprint, pick_device, resolve_checkpoint
 from ..models.reranker import Reranker
 from . import report
 from .data import TrainingData, checked, held_out, neighbours, pooled, positives, split
@@ -134,7 +134,8 @@ def tune(data: TrainingData, options: TuneOptions) -> TuneResult:
     say(f"{task.name}: {len(task.qrels)} queries with positives ({len(train_q)} to train on, {len(val_q)} held "
         f"out), {len(task.corpus)} judged documents" + "".join(f"; {n}" for n in notes))
 
-    loaded = {"device": options.device, "dtype": options.dtype}
+    on_cpu = pick_device(options.device) == "cpu"  # training keeps float32 there (bfloat16 is inference's default)
+    loaded = {"device": options.device, "dtype": "float32" if on_cpu and options.dtype == "auto" else options.dtype}
     embedder = Embedder(names["embedder"], **loaded)
     if data.collection is not None:  # the collection's own check: same weights, usable dimension
         Collection(str(data.collection.path), create=False, model=names["embedder"], loaded_embedder=embedder,

@@ -170,7 +170,7 @@ async function search(event) {
     ui.results.replaceChildren(...data.results.map((r) => card(r, name, words)));
     const ms = Math.round(performance.now() - started);
     ui.summary.textContent = data.results.length
-      ? `${data.results.length} results in ${ms} ms, ${data.reranked ? 'reranked' : 'vector scores only'}`
+      ? `${data.results.length} results in ${ms} ms, ${rerankSummary(data)}`
       : 'No results.';
   } catch (error) {
     ui.results.replaceChildren();
@@ -180,6 +180,14 @@ async function search(event) {
     button.disabled = false;
     ui.results.removeAttribute('aria-busy');
   }
+}
+
+// "7 of 10 reranked (rerank 7.9 s)", or why there are first-stage scores only
+function rerankSummary(data) {
+  if (!data.reranked) return 'vector scores only';
+  const reranked = data.results.filter((r) => r.reranked).length;
+  const seconds = data.timings?.rerank != null ? ` (rerank ${data.timings.rerank.toFixed(1)} s)` : '';
+  return `${reranked === data.results.length ? 'all' : `${reranked} of ${data.results.length}`} reranked${seconds}`;
 }
 
 // the text with the query's words marked (built as nodes: the text is never parsed as HTML)
@@ -253,7 +261,8 @@ function card(r, collection, words = []) {
       ...(r.vector_score != null ? score('vector', r.vector_score, 'vector-score') : []),
       ...(r.lexical_score != null ? score('bm25', r.lexical_score, 'lexical-score') : []),
       ...(r.rerank_score != null ? score('rerank', r.rerank_score, 'rerank-score') : [])),
-    r.thumbnail && r.text ? highlighted('p', 'text', r.text.slice(0, 160), words) : null);
+    r.thumbnail && r.text ? highlighted('p', 'text', r.text.slice(0, 160), words) : null,
+    r.note ? el('p', { className: r.reranked ? 'note' : 'note not-reranked', textContent: r.note }) : null);
 }
 
 // plays a video result from its moment when it has one, else from its segment's start
