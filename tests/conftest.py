@@ -12,6 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 # models compute in float32 whatever this CPU's default is: the tests compare with float32 references bit for bit
 os.environ.setdefault("VLSEARCH_DTYPE", "float32")
+# every candidate is reranked unless a test sets a budget: a loaded machine must not change what a test sees
+os.environ.setdefault("VLSEARCH_RERANK_BUDGET", "0")
 
 from media_files import make_media  # noqa: E402
 

@@ -129,7 +129,7 @@ def test_collection_indexes_members_reranks_them_and_prunes_a_deleted_archive(ho
     assert set(failed) == {"docs.zip!/../evil.txt", "docs.zip!//etc/abs.txt", "docs.zip!/bomb.txt",
                            "docs.zip!/inner.zip!/deeper.zip", "texts.tar.gz!/t/link.txt"}, report.summary()
     assert report.new == 7 and report.items == 2 + 1 + 1 + 1 + 3, report.summary()
-    results = c.search("revenue penguins", top_k=20)
+    results = c.search("revenue penguins", top_k=20, rerank_inputs="full")  # as indexed, from the source
     by_source = {r.source[len(str(folder)) + 1:]: r for r in results}
     assert "docs.zip!/dir/report.pdf" in by_source and "docs.zip!/pics/a.png" in by_source
     assert all(r.note == "" for r in results), [r.note for r in results]  # rebuilt from the members

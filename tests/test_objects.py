@@ -91,7 +91,7 @@ def test_bucket_is_indexed_incrementally_searched_reranked_and_pruned(s3, embedd
     assert (report.new, report.skipped, report.failed, report.items) == (4, 1, [], 2 + 1 + 1 + 1), report.summary()
     sources = set(c.store.files())
     assert sources == {f"{s3['root']}/{k}" for k in ("report.pdf", "pics/a.png", "notes.txt", "pack.zip!/inner/memo.txt")}
-    results = c.search("revenue glaciers", top_k=10)
+    results = c.search("revenue glaciers", top_k=10, rerank_inputs="full")  # as indexed, from the source
     assert {r.source for r in results} == sources
     assert all(r.note == "" for r in results), [r.note for r in results]  # each object read back for the reranker
     # unchanged: nothing downloaded or embedded; the same bytes written again (a new time, the same ETag): touched

@@ -67,12 +67,18 @@ def test_the_budget_reranks_the_best_candidates_that_fit(collection, reranker):
 def test_no_limit_and_the_cpu_default(collection, reranker, monkeypatch):
     collection._reranker = Paced(reranker, pause=0.2)
     assert all(r.reranked for r in collection.search("note", top_k=6, candidates=6, mode="dense", rerank_budget=0))
-    monkeypatch.setattr(collection_module, "CPU_RERANK_BUDGET", 0.3)  # the default on a CPU ...
+    monkeypatch.delenv("VLSEARCH_RERANK_BUDGET")  # the tests' own setting (conftest) ...
+    monkeypatch.setattr(collection_module, "CPU_RERANK_BUDGET", 0.3)  # ... gives way to the default on a CPU ...
     assert not all(r.reranked for r in collection.search("note", top_k=6, candidates=6, mode="dense"))
     collection._reranker = Paced(reranker, pause=0.2, device="cuda")  # ... and none elsewhere
     assert all(r.reranked for r in collection.search("note", top_k=6, candidates=6, mode="dense"))
     with pytest.raises(InputError, match="rerank_budget must be"):
         collection.search("note", rerank_budget=-1)
+    monkeypatch.setenv("VLSEARCH_RERANK_BUDGET", "0.3")  # the environment sets the default on any device
+    assert not all(r.reranked for r in collection.search("note", top_k=6, candidates=6, mode="dense"))
+    monkeypatch.setenv("VLSEARCH_RERANK_BUDGET", "soon")
+    with pytest.raises(InputError, match=r"\$VLSEARCH_RERANK_BUDGET must be"):
+        collection.search("note", top_k=6, candidates=6, mode="dense")
     with pytest.raises(InputError, match="rerank_inputs must be one of"):
         collection.search("note", rerank_inputs="tiny")
 

@@ -60,6 +60,7 @@ LEGACY_LAYOUT = {"ocr": "never", "ocr_engine": "rapidocr", "ocr_lang": None, "oc
 MODES = ("dense", "lexical", "hybrid")
 RRF_K = 60  # reciprocal-rank fusion: score = sum of weight / (RRF_K + rank)
 CPU_RERANK_BUDGET = 6.0  # seconds of reranking per search when the reranker runs on a CPU (bench/README.md)
+RERANK_BUDGET_ENV = "VLSEARCH_RERANK_BUDGET"  # seconds; the default on any device when set (0: no limit)
 RERANK_INPUTS = ("full", "cheap")
 MOSTLY_TEXT_CHARS = 400  # "cheap": a page or image with this much text layer or OCR text is reranked on its text,
 CHEAP_RERANK_PIXELS = 256 * 32 * 32  # other pages and images at most this many pixels (1/7 of the official budget)
@@ -113,6 +114,21 @@ class Result(Located):
 
             out["thumbnail"] = "data:image/jpeg;base64," + base64.b64encode(self.thumbnail).decode()
         return out
+
+
+def _default_budget(on_cpu: bool) -> float:
+    """Seconds of reranking when a search names none: ``$VLSEARCH_RERANK_BUDGET``, else
+    ``CPU_RERANK_BUDGET`` on a CPU and no limit (0) elsewhere."""
+    value = os.environ.get(RERANK_BUDGET_ENV)
+    if value is None:
+        return CPU_RERANK_BUDGET if on_cpu else 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise InputError(f"${RERANK_BUDGET_ENV} must be a number of seconds >= 0 (0: no limit), not {value!r}")
+    return seconds
 
 
 def fuse(dense: Sequence[Hit], lexical: Sequence[Hit], weights: tuple[float, float] = (1.0, 1.0)) -> list[Result]:
@@ -448,8 +464,8 @@ class Collection:
                 embedding model only.
             rerank_budget: seconds of reranking: the best candidates that fit are reranked (the cost
                 of one is estimated from the first ones scored), the rest follow in first-stage
-                order, marked ``reranked=False`` with the reason in ``note``. None: ``CPU_RERANK_BUDGET``
-                when the reranker runs on a CPU, else no limit; 0: no limit.
+                order, marked ``reranked=False`` with the reason in ``note``. None: ``$VLSEARCH_RERANK_BUDGET``
+                when set, else ``CPU_RERANK_BUDGET`` when the reranker runs on a CPU, else no limit; 0: no limit.
             rerank_inputs: "full" (each page, image or segment as indexed) or "cheap" (a page or
                 image with at least ``MOSTLY_TEXT_CHARS`` of text layer or OCR text is reranked on
                 its text, others at most ``CHEAP_RERANK_PIXELS``); None: cheap when the reranker runs
@@ -571,7 +587,7 @@ class Collection:
         the reranked ones first, by relevance, then the others as they came."""
         reranker = self.reranker
         on_cpu = getattr(reranker, "device", None) == "cpu"
-        seconds = (CPU_RERANK_BUDGET if on_cpu else 0.0) if budget is None else budget
+        seconds = _default_budget(on_cpu) if budget is None else budget
         cheap = (inputs or ("cheap" if on_cpu else "full")) == "cheap"
         entries = self.store.files()  # one look-up per search, one check per source
         options = self.extract_options()
