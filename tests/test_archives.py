@@ -15,6 +15,7 @@ from ingest_files import write_text_pdf
 from source_helpers import overlapping_zip, tar_bytes, zip_bytes
 from vlsearch.collection import Collection
 from vlsearch.ingest import ArchiveLimits, ExtractOptions, discover, extract_all, fingerprint
+from vlsearch.ingest.archives import open_archive
 from vlsearch.errors import MediaError
 from vlsearch.ingest.sources import changed_reason, local_copy, open_source, under
 from vlsearch.media.images import MediaLimits, NamedFile
@@ -79,8 +80,25 @@ def test_total_size_and_tar_ratio_caps_keep_the_members_before_them(tmp_path):
     assert [f.relative for f in listed if f.ok] == ["sizes.zip!/0.txt", "sizes.zip!/1.txt"]
     assert "larger than 2500 bytes uncompressed in total" in listed[-1].error
     (tmp_path / "bomb.tar.gz").write_bytes(tar_bytes({"zeros.txt": b"\0" * (8 << 20), "after.txt": b"late"}))
-    bomb = list(discover([tmp_path / "bomb.tar.gz"]))
-    assert [f.relative for f in bomb if f.ok] == [] and "compression ratio over 100:1" in bomb[-1].error
+    bomb = list(discover([tmp_path / "bomb.tar.gz"]))  # a tar's header gives no packed size: the ratio
+    assert [f.relative for f in bomb if f.ok] == ["bomb.tar.gz!/zeros.txt"]  # shows once its data is passed
+    assert "compression ratio over 100:1" in bomb[-1].error
+    with open(tmp_path / "bomb.tar.gz", "rb") as stream:  # ... and stops the member itself as it is read
+        archive = open_archive(stream, "tar", "bomb.tar.gz", ArchiveLimits(), (tmp_path / "bomb.tar.gz").stat().st_size)
+        with pytest.raises(MediaError, match="compression ratio over 100:1"), archive.open("zeros.txt") as member:
+            member.read()
+    plain = os.urandom(3 << 20)  # a stored tar, or a compressed one whose first member is large and dense
+    for name, mode in (("big.tar", "w"), ("big.tar.gz", "w:gz")):
+        with tarfile.open(tmp_path / name, mode) as tar:
+            info = tarfile.TarInfo("scan.pdf")
+            info.size = len(plain)
+            tar.addfile(info, io.BytesIO(plain))
+        (found,) = discover([tmp_path / name])
+        assert found.ok, found.error
+        with open(tmp_path / name, "rb") as stream:
+            archive = open_archive(stream, "tar", name, ArchiveLimits(), (tmp_path / name).stat().st_size)
+            with archive.open("scan.pdf") as member:
+                assert member.read() == plain
     broken = tmp_path / "broken.zip"
     broken.write_bytes(b"PK\x03\x04 not really a zip")
     (entry,) = discover([broken])

@@ -204,10 +204,15 @@ class Archive:
             return (f"members larger than {self.limits.max_total_bytes} bytes uncompressed in total: "
                     "the members after the cap are not indexed")
         read = max(min(self._consumed(), self.archive_bytes or self._consumed()), 1)
-        if self._total >= RATIO_FLOOR and self._total > self.limits.max_ratio * read:
-            return (f"compression ratio over {self.limits.max_ratio:.0f}:1 ({self._total} bytes from {read}; "
+        inflated = self._inflated(entry)
+        if inflated >= RATIO_FLOOR and inflated > self.limits.max_ratio * read:
+            return (f"compression ratio over {self.limits.max_ratio:.0f}:1 ({inflated} bytes from {read}; "
                     "zip bomb guard): the members after it are not indexed")
         return None
+
+    def _inflated(self, entry: Member) -> int:
+        """Uncompressed bytes of the members that ``_consumed`` covers (a zip: all listed so far)."""
+        return self._total
 
     def _next(self) -> Member | None:
         """The next entry of the directory or headers (size -1: a directory), ``None`` at the end."""
@@ -377,6 +382,11 @@ class _Tar(Archive):
     def _consumed(self) -> int:
         return max(self.stream.tell(), 1)  # compressed bytes read so far
 
+    def _inflated(self, entry: Member) -> int:
+        # the stream has passed the members before this header, not this one's data: its own ratio is
+        # checked as it is read (``_RatioCapped``), so a large first member of a tar is not refused unread
+        return self._total - max(entry.size, 0)
+
     def _next(self) -> Member | None:
         info = self.archive.next()
         if info is None:
@@ -394,7 +404,31 @@ class _Tar(Archive):
         if handle is None:
             raise MediaError(f"{self.name + SEPARATOR + member!r}: a link or special file, not a regular file")
         with handle:
-            yield handle
+            yield _RatioCapped(handle, self.stream, self.limits.max_ratio, self.name + SEPARATOR + member)
+
+
+class _RatioCapped:
+    """A compressed tar member's reader that fails once its bytes outgrow the compressed bytes read for
+    them past the ratio cap (a tar's headers give no packed size); read in chunks, so it stops early."""
+
+    def __init__(self, handle: BinaryIO, stream: BinaryIO, ratio: float, name: str) -> None:
+        self.handle, self.stream, self.ratio, self.name = handle, stream, ratio, name
+        self.start, self.count = stream.tell(), 0
+
+    def read(self, n: int = -1) -> bytes:
+        chunks, want = [], n if n is not None and n >= 0 else 1 << 62
+        while want > 0:
+            data = self.handle.read(min(want, RATIO_FLOOR))
+            if not data:
+                break
+            self.count += len(data)
+            packed = max(self.stream.tell() - self.start, 1)
+            if self.count >= RATIO_FLOOR and self.count > self.ratio * packed:
+                raise MediaError(f"{self.name!r}: compression ratio over {self.ratio:.0f}:1 ({self.count} bytes "
+                                 f"from {packed}; zip bomb guard)")
+            chunks.append(data)
+            want -= len(data)
+        return b"".join(chunks)
 
 
 class _Capped:
