@@ -259,3 +259,22 @@ def test_serve_watch_shows_the_state_and_indexes_changes(home, tmp_path, embedde
 
 def _metric(text: str, name: str) -> float:
     return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+def test_a_file_swapped_for_a_fifo_or_a_link_is_not_hashed_without_links(tmp_path):
+    """The first read of a watched file is its content hash: without links it never blocks on a FIFO
+    nor follows a link swapped in after the listing."""
+    from vlsearch.errors import MediaError
+    from vlsearch.ingest.entries import Found
+
+    (tmp_path / "a.txt").write_text("x alpha")
+    (found,) = discover([tmp_path])
+    (tmp_path / "a.txt").unlink()
+    os.mkfifo(tmp_path / "a.txt")  # a read of it would wait for a writer forever
+    with pytest.raises(MediaError, match="not a regular file"):
+        fingerprint(found, follow_links=False)
+    (tmp_path / "a.txt").unlink()
+    (tmp_path / "a.txt").symlink_to(tmp_path / "elsewhere.txt")
+    (tmp_path / "elsewhere.txt").write_text("x outside")
+    with pytest.raises(MediaError, match="symbolic link"):
+        fingerprint(Found(found.path, found.kind, found.size, found.mtime), follow_links=False)

@@ -386,8 +386,11 @@ def fingerprint(found: Found, limits: MediaLimits | None = None, archives: Archi
         MediaError: the source cannot be read.
     """
     source = found.source
-    if is_local(source):
+    if is_local(source) and follow_links:
         return content_hash(source)
+    if is_local(source):  # opened as the decoders will open it: no link on its path, a regular file
+        with _open_local(source, follow_links) as handle:
+            return hash_stream(handle, _CHUNK)
     if is_uri(source) and found.etag:
         return object_digest(found.etag)
     with open_source(source, limits or MediaLimits(), archives, follow_links=follow_links) as stream:
