@@ -116,7 +116,7 @@ def proves(url: str, secret: str, timeout: float = 2.0) -> bool:
             proof = json.loads(answer.read(4096))["proof"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return isinstance(proof, str) and hmac.compare_digest(proof, identity_proof(secret, nonce))
+    return isinstance(proof, str) and hmac.compare_digest(proof.encode(), identity_proof(secret, nonce).encode())
 
 
 def registered() -> tuple[dict[str, Any] | None, str]:

@@ -115,6 +115,12 @@ PROFILE_SETTINGS = ('<?xml version="1.0" encoding="UTF-8"?>\n'
 _NO_NETWORK = (("unshare", "--net"), ("unshare", "--net", "--map-root-user"))
 
 
+def _converter_environment() -> dict[str, str]:
+    """The environment LibreOffice gets: this process's, less vlsearch's own (API keys, the resident
+    server's identity secret), which a converter never needs."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("VLSEARCH_")}
+
+
 @functools.cache
 def no_network_prefix() -> tuple[str, ...]:
     """The command prefix that runs LibreOffice with no network at all, or ``()`` where the platform
@@ -150,7 +156,7 @@ def _convert(program: str, path: Path, source_name: str, name: str, timeout: flo
                    "--convert-to", "pdf", "--outdir", str(out), str(document)]
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, start_new_session=True, cwd=work,
-                                   env={**os.environ, "SAL_USE_VCLPLUGIN": "svp"})
+                                   env={**_converter_environment(), "SAL_USE_VCLPLUGIN": "svp"})
         try:
             output, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
