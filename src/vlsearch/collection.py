@@ -9,6 +9,7 @@ killed run leaves no partial file behind and re-running completes it without dup
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -122,12 +123,17 @@ def _default_budget(on_cpu: bool) -> float:
     value = os.environ.get(RERANK_BUDGET_ENV)
     if value is None:
         return CPU_RERANK_BUDGET if on_cpu else 0.0
+    return _seconds(value, f"${RERANK_BUDGET_ENV}")
+
+
+def _seconds(value: Any, name: str) -> float:
+    """A rerank budget: a finite number of seconds >= 0 (0: no limit)."""
     try:
         seconds = float(value)
-    except ValueError:
+    except (TypeError, ValueError):
         seconds = -1.0
-    if not seconds >= 0:
-        raise InputError(f"${RERANK_BUDGET_ENV} must be a number of seconds >= 0 (0: no limit), not {value!r}")
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise InputError(f"{name} must be a number of seconds >= 0 (0: no limit), not {value!r}")
     return seconds
 
 
@@ -337,6 +343,7 @@ class Collection:
                                                  writer, options)
             if todo:
                 self._record_meta(_layout(options))
+                self._record_roots(roots)  # before any item is written: a run stopped midway still serves them
                 writer.dim = self.dim
                 writer.previous = {f.source for f, _ in todo if f.source in known}
                 if engine == "ray":
@@ -349,7 +356,7 @@ class Collection:
                     writer.start(len(todo), expected, on_cpu)
                     workers = default_workers(model_on_cpu=on_cpu) if workers is None else workers
                     writer.consume(extract_all(todo, options, workers=workers))
-        if self.meta.get("fingerprint"):  # a collection that exists: the roots its media route may serve
+        if self.meta.get("fingerprint"):  # an existing collection given new roots and nothing to embed
             self._record_roots(roots)
         if prune:
             report.pruned = self._drop([s for s in known if s not in present and any(under(s, r) for r in roots)
@@ -475,8 +482,8 @@ class Collection:
         """
         if top_k < 1 or candidates < 1:
             raise InputError("top_k and candidates must be >= 1")
-        if rerank_budget is not None and not rerank_budget >= 0:
-            raise InputError(f"rerank_budget must be a number of seconds >= 0 (0: no limit), not {rerank_budget!r}")
+        if rerank_budget is not None:
+            _seconds(rerank_budget, "rerank_budget")
         if rerank_inputs is not None and rerank_inputs not in RERANK_INPUTS:
             raise InputError(f"rerank_inputs must be one of {', '.join(RERANK_INPUTS)}, not {rerank_inputs!r}")
         timings = {} if timings is None else timings

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from ..errors import VlsearchError
 from ..media.pdf import page_count
+from ..media.video import open_video
 from .entries import Found
 from .extractors import PDFIUM, ExtractOptions
 
@@ -30,9 +31,7 @@ def _pdf_items(path: Path, options: ExtractOptions) -> int:
 
 
 def _video_items(path: Path, options: ExtractOptions) -> int:
-    import av
-
-    with av.open(str(path)) as container:
+    with open_video(path, options.limits) as container:  # MediaError for what PyAV cannot read
         seconds = (container.duration or 0) / 1_000_000
     return math.ceil(seconds / options.segment_seconds)
 

@@ -249,7 +249,8 @@ def model_size(width: int, height: int, min_pixels: int, max_pixels: int, factor
     w, h = max(factor, round(width / factor) * factor), max(factor, round(height / factor) * factor)
     if w * h > max_pixels:
         shrink = math.sqrt(width * height / max_pixels)
-        w, h = math.floor(width / shrink / factor) * factor, math.floor(height / shrink / factor) * factor
+        w = max(factor, math.floor(width / shrink / factor) * factor)
+        h = max(factor, math.floor(height / shrink / factor) * factor)
     elif w * h < min_pixels:
         grow = math.sqrt(min_pixels / (width * height))
         w, h = math.ceil(width * grow / factor) * factor, math.ceil(height * grow / factor) * factor

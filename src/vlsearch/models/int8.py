@@ -12,7 +12,9 @@ class Int8Linear(InvariantLinear):
     """A linear layer with int8 weights, one scale per output channel (symmetric), and float32
     activations quantised per call by the int8 GEMM (``quantized::linear_dynamic``).
 
-    Every call holds one input's rows (``InvariantLinear``), whatever ``batch_invariant`` says.
+    In the language model every call holds one input's rows (``InvariantLinear``), whatever
+    ``batch_invariant`` says; the vision tower runs one input per forward only with ``batch_invariant``
+    (the default), so with it off an image's activation scale can depend on the batch's other images.
     """
 
     def __init__(self, linear: nn.Linear) -> None:
