@@ -243,6 +243,7 @@ def test_encode_takes_sentence_transformers_arguments_by_position_and_precision(
 
 
 @pytest.mark.parametrize("keyword, value", [("device", "cpu"), ("output_value", "token_embeddings"),
+                                            ("output_value", None),  # ST: every output
                                             ("pool", {}), ("chunk_size", 4), ("task", "query")])
 def test_encode_refuses_what_it_cannot_honour_by_name(embedder, keyword, value):
     with pytest.raises(InputError, match=rf"^encode: {keyword}=.* is not supported"):

@@ -32,7 +32,8 @@ __all__ = ["VlsearchRetriever", "VlsearchEmbeddings"]
 
 #: what ``search_kwargs`` and ``invoke(query, **options)`` may set: LangChain's ``k`` (or vlsearch's
 #: ``top_k``) and the other options of ``Collection.search``
-SEARCH_OPTIONS = ("k", "top_k", "candidates", "rerank", "where", "instruction", "image", "like", "mode", "weights")
+SEARCH_OPTIONS = ("k", "top_k", "candidates", "rerank", "where", "instruction", "image", "like", "mode", "weights",
+                  "moments", "rerank_budget", "rerank_inputs")
 
 
 def search_options(options: dict[str, Any], where: str) -> dict[str, Any]:

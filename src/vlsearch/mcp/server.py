@@ -139,7 +139,7 @@ class Tools:
         with argument("search"):
             results = target.search(query or None, image=image, top_k=top_k, candidates=candidates, rerank=rerank,
                                     where=where, instruction=instruction, like=like, mode=mode)
-        return search_result(collection, results, rerank and bool(results), thumbnails)
+        return search_result(collection, results, any(r.reranked for r in results), thumbnails)
 
     def get_item(self, collection: str, id: str, frames: int, box: str | None = None,  # noqa: A002 - the tool's API
                  region: int | None = None, query: str | None = None) -> CallToolResult:

@@ -217,8 +217,8 @@ class EmbedderBase:
             >>> emb.encode(["a dog", {"image": "dog.jpg"}], prompt_name="query").shape
             (2, 2048)
         """
-        refuse_unsupported("encode", output_value=output_value, device=device, pool=pool, chunk_size=chunk_size,
-                           **kwargs)
+        refuse_unsupported("encode", output_value=output_value or "every output", device=device, pool=pool,
+                           chunk_size=chunk_size, **kwargs)  # output_value=None asks ST for every output
         if precision not in ST_PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(ST_PRECISIONS)}, not {precision!r}")
         single = is_single(inputs)
