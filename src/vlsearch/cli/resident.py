@@ -34,6 +34,7 @@ from typing import Any
 
 from ..catalog import vlsearch_home
 from ..errors import InputError
+from ..files import private_dir, write_json
 
 SERVER_ENV = "VLSEARCH_SERVER"
 IDENTITY_ENV = "VLSEARCH_IDENTITY_SECRET"  # how --detach hands the server its secret (not its command line)
@@ -49,13 +50,6 @@ class Resident:
     key: str | None
 
 
-def private_home() -> Path:
-    """``$VLSEARCH_HOME``, created readable by its owner only (0700) when missing."""
-    home = vlsearch_home()
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return home
-
-
 def state_path() -> Path:
     return vlsearch_home() / STATE
 
@@ -69,13 +63,9 @@ def read_state() -> dict[str, Any] | None:
 
 
 def write_state(data: dict[str, Any]) -> None:
-    """Write ``server.json`` readable by its owner only (created 0600, then renamed into place)."""
-    path = private_home() / STATE
-    tmp = path.with_name(f".{STATE}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-    os.replace(tmp, path)
+    """Write ``server.json`` readable by its owner only (``write_json``: a 0600 file renamed into place)
+    in a home made 0700 when missing."""
+    write_json(private_dir(vlsearch_home()) / STATE, data)
 
 
 def process_identity(pid: int) -> str | None:
@@ -170,7 +160,7 @@ def detach(argv: list[str], host: str, port: int) -> int:
               "--port", file=sys.stderr)
         return 1
     key, secret = secrets.token_urlsafe(24), secrets.token_urlsafe(32)
-    log = private_home() / "server.log"
+    log = private_dir(vlsearch_home()) / "server.log"
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.fchmod(fd, 0o600)  # also a log left readable by an older version
     env = {**os.environ, "VLSEARCH_API_KEY": key, IDENTITY_ENV: secret}
