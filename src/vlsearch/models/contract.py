@@ -56,6 +56,11 @@ def quantize(vectors: np.ndarray, precision: Precision) -> np.ndarray:
     raise InputError(f"precision must be float32, int8 or ubinary, not {precision!r}")
 
 
+def offset_binary(vectors: np.ndarray) -> np.ndarray:
+    """sentence-transformers' and Jina's ``binary``: the ``ubinary`` bytes less 128, as int8."""
+    return (quantize(vectors, "ubinary").astype(np.int16) - 128).astype(np.int8)
+
+
 def ranking(scores: Sequence[float], top_k: int | None = None) -> list[tuple[int, float]]:
     """(index, score) pairs, best first (ties keep input order), at most ``top_k`` of them."""
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
@@ -236,10 +241,7 @@ class EmbedderBase:
             rows = rows[:, :truncate_dim]
         if normalize_embeddings:
             rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-        if precision == "binary":
-            rows = (quantize(rows, "ubinary").astype(np.int16) - 128).astype(np.int8)
-        else:
-            rows = quantize(rows, precision)
+        rows = offset_binary(rows) if precision == "binary" else quantize(rows, precision)
         return _converted(rows, single, convert_to_numpy, convert_to_tensor)
 
     def encode_query(self, inputs: Iterable[ItemLike] | ItemLike, *args: Any, **options: Any) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..models.contract import QUERY_INSTRUCTION, quantize
+from ..models.contract import QUERY_INSTRUCTION, offset_binary, quantize
 
 #: Jina's embedding ``task`` values as instructions (None: the model's default, for documents)
 JINA_TASKS: dict[str, str | None] = {
@@ -56,18 +56,13 @@ def refuse(field: str, value: Any, allowed: tuple[Any, ...], reason: str) -> Non
         raise InputError(f"{field}={value!r} is not supported: {reason}")
 
 
-def _packed(vectors: np.ndarray, kind: str) -> np.ndarray:
-    bits = quantize(vectors, "ubinary")
-    return bits if kind == "ubinary" else (bits.astype(np.int16) - 128).astype(np.int8)
-
-
 #: embedding types: rows of unit vectors as JSON values, one per row
 ENCODERS: dict[str, Any] = {
     "float": lambda rows: np.asarray(rows, np.float32).tolist(),
     "base64": lambda rows: [base64.b64encode(np.asarray(r, "<f4").tobytes()).decode("ascii") for r in rows],
     "int8": lambda rows: quantize(rows, "int8").tolist(),
-    "ubinary": lambda rows: _packed(rows, "ubinary").tolist(),
-    "binary": lambda rows: _packed(rows, "binary").tolist(),
+    "ubinary": lambda rows: quantize(rows, "ubinary").tolist(),
+    "binary": lambda rows: offset_binary(rows).tolist(),
 }
 
 
